@@ -1,0 +1,192 @@
+"""The apiserver: an aiohttp application over a store, serving the Kubernetes API on HTTPS.
+
+Request pipeline (upstream's order): authentication → authorization → admission and the
+kind's strategy (inside the REST storage) → store. Non-resource paths (discovery,
+openapi, version, health, metrics) are answered here.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import time
+from dataclasses import dataclass
+
+import psutil
+from aiohttp import web
+
+from ..api import errors
+from ..api.errors import APIError
+from ..api.kinds import REGISTRY
+from ..store import Store
+from .allocators import ServiceAllocator
+from .authn import Authenticator, Unauthenticated
+from .authz import authorize
+from .bootstrap import bootstrap
+from .discovery import Discovery, wants_aggregated
+from .handlers import ResourceHandler, json_response
+from .metrics import Metrics
+from .negotiation import parse_bool
+from .openapi import OpenAPIDocs
+from .requestinfo import RequestInfo, parse_request_info
+from .rest import REST
+from .watchcache import WatchCache
+
+log = logging.getLogger("pyk8s.apiserver")
+
+VERSION = {
+    "major": "1", "minor": "32", "gitVersion": "v1.32.0+pyk8s", "gitCommit": "", "gitTreeState": "clean",
+    "buildDate": "2026-11-26T00:00:00Z", "goVersion": "go1.23.0", "compiler": "gc", "platform": "linux/amd64",
+}
+
+
+@dataclass
+class APIServerConfig:
+    bind_address: str = "127.0.0.1"
+    secure_port: int = 6443
+    advertise_address: str = "127.0.0.1"
+    service_cidr: str = "10.43.0.0/16"
+    node_port_range: tuple[int, int] = (30000, 32767)
+
+
+class APIServer:
+    def __init__(self, store: Store, config: APIServerConfig, ssl_context: ssl.SSLContext | None,
+                 authenticator: Authenticator):
+        self.store = store
+        self.config = config
+        self.ssl_context = ssl_context
+        self.authenticator = authenticator
+        self.cache = WatchCache(store, REGISTRY.stored_kinds())
+        self.allocator = ServiceAllocator(config.service_cidr, config.node_port_range)
+        self.rest = REST(store, self.cache, {"Service": self.allocator})
+        self.resources = ResourceHandler(self.rest)
+        self.discovery = Discovery(REGISTRY, f"{config.advertise_address}:{config.secure_port}")
+        self.openapi = OpenAPIDocs(REGISTRY)
+        self.metrics = Metrics()
+        self.ready = False
+        self._runner: web.AppRunner | None = None
+        self.port = config.secure_port
+
+    # ---- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.cache.start()
+        services = REGISTRY.by_kind("", "v1", "Service")
+        self.allocator.load([c.obj for c in self.cache.cache_for(services).objects.values()])
+        app = web.Application(client_max_size=4 * 1024 * 1024, handler_args={"max_field_size": 65536})
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.bind_address, self.config.secure_port,
+                           ssl_context=self.ssl_context, reuse_address=True, backlog=1024)
+        await site.start()
+        sockets = site._server.sockets if site._server else []  # noqa: SLF001 - the bound port for port 0
+        if sockets:
+            self.port = sockets[0].getsockname()[1]
+        await bootstrap(self.rest, advertise_address=self.config.advertise_address, secure_port=self.port,
+                        service_ip=self.allocator.kubernetes_service_ip)
+        self.ready = True
+        log.info("apiserver serving on %s:%d", self.config.bind_address, self.port)
+
+    async def stop(self) -> None:
+        self.ready = False
+        await self.cache.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # ---- request pipeline --------------------------------------------------------------
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        info = parse_request_info(request.method, request.path, request.query, parse_bool)
+        code = 500
+        try:
+            try:
+                user = self.authenticator.authenticate(request)
+            except Unauthenticated:
+                raise errors.unauthorized() from None
+            authorize(user, info)
+            request["user"] = user
+            if info.is_resource_request:
+                if info.verb == "watch":
+                    self.metrics.watchers[(info.group, info.resource)] += 1
+                    try:
+                        response = await self.resources.handle(request, info)
+                    finally:
+                        self.metrics.watchers[(info.group, info.resource)] -= 1
+                else:
+                    response = await self.resources.handle(request, info)
+            else:
+                response = await self._non_resource(request, info)
+            code = response.status
+            return response
+        except APIError as exc:
+            code = exc.code
+            return json_response(exc.status(), exc.code, exc.headers)
+        except web.HTTPException:
+            raise
+        except Exception as exc:  # the upstream panic filter: a 500 Status, never a dropped connection
+            log.exception("internal error serving %s %s", request.method, request.path)
+            err = errors.internal(str(exc) or type(exc).__name__)
+            return json_response(err.status(), 500)
+        finally:
+            if info.is_resource_request:
+                self.metrics.observe(info.verb, info.group, info.resource, code, time.perf_counter() - started)
+
+    async def _non_resource(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
+        path = "/" + request.path.strip("/")
+        if request.method not in ("GET", "HEAD"):
+            raise errors.method_not_allowed()
+        if path == "/version":
+            return json_response(VERSION)
+        if path in ("/healthz", "/livez", "/readyz") or path.startswith(("/healthz/", "/livez/", "/readyz/")):
+            if path.startswith("/readyz") and not self.ready:
+                return web.Response(status=500, text="[-]apiserver not ready\nreadyz check failed",
+                                    content_type="text/plain")
+            return web.Response(text="ok", content_type="text/plain")
+        if path == "/metrics":
+            return web.Response(text=self._metrics_text(), content_type="text/plain",
+                                charset="utf-8", headers={"X-Content-Type-Options": "nosniff"})
+        if path == "/api":
+            media = wants_aggregated(request.headers.get("Accept"))
+            if media:
+                return self._discovery_response(self.discovery.aggregated(media, core=True), media)
+            return self._discovery_response(self.discovery.api_versions)
+        if path == "/apis":
+            media = wants_aggregated(request.headers.get("Accept"))
+            if media:
+                return self._discovery_response(self.discovery.aggregated(media, core=False), media)
+            return self._discovery_response(self.discovery.group_list)
+        parts = path.strip("/").split("/")
+        if parts[0] == "api" and len(parts) == 2:
+            body = self.discovery.resource_lists.get(("", parts[1]))
+            if body is not None:
+                return self._discovery_response(body)
+        if parts[0] == "apis" and len(parts) == 2 and parts[1] in self.discovery.group_docs:
+            return self._discovery_response(self.discovery.group_docs[parts[1]])
+        if parts[0] == "apis" and len(parts) == 3:
+            body = self.discovery.resource_lists.get((parts[1], parts[2]))
+            if body is not None:
+                return self._discovery_response(body)
+        if path == "/openapi/v3":
+            return json_response(self.openapi.index())
+        if path.startswith("/openapi/v3/"):
+            doc = self.openapi.document(path[len("/openapi/v3/"):])
+            if doc is not None:
+                headers = {"Cache-Control": "public, immutable"} if request.query.get("hash") else None
+                return json_response(doc, headers=headers)
+        raise APIError(404, "NotFound", "the server could not find the requested resource",
+                       {"causes": [{"reason": "UnexpectedServerResponse", "message": "404 page not found"}]})
+
+    @staticmethod
+    def _discovery_response(body: bytes, content_type: str = "application/json") -> web.Response:
+        return web.Response(body=body, headers={"Content-Type": content_type, "Vary": "Accept"})
+
+    def _metrics_text(self) -> str:
+        process = psutil.Process()
+        with process.oneshot():
+            extra = {"process_resident_memory_bytes": process.memory_info().rss,
+                     "process_cpu_seconds_total": sum(process.cpu_times()[:2])}
+        return self.metrics.render(self.store.current_revision, extra)
+
+

@@ -1,0 +1,613 @@
+"""HTTP handlers for resource requests: one entry point that dispatches on the verb."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import random
+from datetime import UTC, datetime
+
+import jsonpatch
+import orjson
+from aiohttp import web
+
+from ..api import errors, printers, schemas
+from ..api.errors import APIError
+from ..api.kinds import REGISTRY, Kind
+from ..api.selectors import SelectorError, convert_field_selector, parse_field_selector, parse_label_selector
+from .negotiation import (
+    APPLY_PATCH,
+    JSON,
+    JSON_PATCH,
+    MAX_BODY_BYTES,
+    MERGE_PATCH,
+    PROTOBUF,
+    STRATEGIC_PATCH,
+    YAML,
+    Accept,
+    decode_body,
+    media_type,
+    parse_accept,
+    parse_bool,
+)
+from .requestinfo import RequestInfo
+from .rest import REST, DeleteOptions, ListRequest, WriteOptions
+from .watchcache import CachedObject, Watcher
+
+log = logging.getLogger("pyk8s.apiserver.handlers")
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+_BODY_TYPES = (JSON, YAML, "application/x-yaml", "text/yaml", "")
+_PATCH_TYPES = [JSON_PATCH, MERGE_PATCH]
+BOOKMARK_INTERVAL = 60.0
+DEFAULT_WATCH_TIMEOUT = 1800
+
+
+def json_response(obj: dict | bytes, status: int = 200, headers: dict | None = None) -> web.Response:
+    body = obj if isinstance(obj, bytes) else orjson.dumps(obj)
+    return web.Response(body=body, status=status, headers={**JSON_HEADERS, **(headers or {})})
+
+
+def _merge_patch(target, patch):
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return patch
+    if not isinstance(target, dict):
+        target = {}
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        else:
+            target[key] = _merge_patch(target.get(key), value)
+    return target
+
+
+class ResourceHandler:
+    def __init__(self, rest: REST):
+        self.rest = rest
+
+    # ---- entry -------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
+        kind = REGISTRY.lookup(info.group, info.version, info.resource)
+        if kind is None:
+            raise APIError(404, "NotFound", "the server could not find the requested resource",
+                           {"causes": [{"reason": "UnexpectedServerResponse", "message": "404 page not found"}]})
+        if info.namespace and not kind.namespaced:
+            raise APIError(404, "NotFound", "the server could not find the requested resource")
+        if info.subresource and kind.subresource(info.subresource) is None:
+            raise APIError(404, "NotFound", "the server could not find the requested resource")
+        verb = info.verb
+        if info.subresource:
+            return await self._subresource(request, info, kind, verb)
+        if verb == "get":
+            return await self._get(request, info, kind)
+        if verb == "list":
+            return await self._list(request, info, kind)
+        if verb == "watch":
+            return await self._watch(request, info, kind)
+        if verb == "create":
+            return await self._create(request, info, kind)
+        if verb == "update":
+            return await self._update(request, info, kind)
+        if verb == "patch":
+            return await self._patch(request, info, kind)
+        if verb == "delete":
+            return await self._delete(request, info, kind)
+        if verb == "deletecollection":
+            return await self._delete_collection(request, info, kind)
+        raise errors.method_not_allowed()
+
+    # ---- helpers -----------------------------------------------------------------------
+
+    def _storage(self, kind: Kind) -> Kind:
+        return REGISTRY.storage_kind(kind)
+
+    def _out(self, kind: Kind, obj: dict) -> dict:
+        """The stored form as the requested served form (with apiVersion and kind set)."""
+        if kind.from_storage is not None:
+            obj = kind.from_storage(obj)
+        out = {"apiVersion": kind.api_version, "kind": kind.kind}
+        out.update(obj)
+        out["apiVersion"], out["kind"] = kind.api_version, kind.kind
+        return out
+
+    def _out_cached(self, kind: Kind, cached: CachedObject) -> bytes:
+        if kind.from_storage is None:
+            return cached.raw
+        return orjson.dumps(self._out(kind, cached.obj))
+
+    def _in(self, kind: Kind, obj: dict) -> dict:
+        if kind.to_storage is not None:
+            obj = kind.to_storage(obj)
+        storage = self._storage(kind)
+        obj["apiVersion"], obj["kind"] = storage.api_version, storage.kind
+        return obj
+
+    async def _read_body(self, request: web.Request, kind: Kind, allowed: tuple[str, ...] = _BODY_TYPES) -> tuple[
+            bytes, str]:
+        if request.content_length and request.content_length > MAX_BODY_BYTES:
+            raise errors.too_large()
+        raw = await request.content.read(MAX_BODY_BYTES + 1)
+        if len(raw) > MAX_BODY_BYTES:
+            raise errors.too_large()
+        ctype = media_type(request.headers.get("Content-Type"))
+        if ctype not in allowed:
+            if ctype == PROTOBUF:
+                raise errors.unsupported_media_type([JSON, YAML])
+            raise errors.unsupported_media_type([JSON, YAML] if allowed is _BODY_TYPES else list(allowed))
+        return raw, ctype
+
+    def _write_options(self, request: web.Request) -> WriteOptions:
+        dry_run = request.query.getall("dryRun", [])
+        for value in dry_run:
+            if value != "All":
+                raise errors.bad_request(f'Invalid dry run value: "{value}". Valid values are: "All"')
+        return WriteOptions(dry_run=bool(dry_run), field_manager=request.query.get("fieldManager", ""))
+
+    def _field_validation(self, request: web.Request) -> str:
+        value = request.query.get("fieldValidation", "")
+        if value == "":
+            return "Warn"
+        if value not in ("Strict", "Warn", "Ignore"):
+            raise errors.bad_request(f"fieldValidation parameter unsupported: {value}")
+        return value
+
+    def _cannot_handle(self, kind: Kind, detail: str) -> APIError:
+        return errors.bad_request(f'{kind.kind} in version "{kind.version}" cannot be handled as a {kind.kind}: '
+                                  f"{detail}")
+
+    def _check_fields(self, request: web.Request, kind: Kind, raw: bytes | None, obj: dict,
+                      warnings: list[str]) -> None:
+        """Decoding as upstream does: type errors are 400s; unknown and duplicate fields are
+        400s under fieldValidation=Strict and Warning headers under Warn."""
+        problem = schemas.type_error(kind.group, kind.version, kind.kind, obj)
+        if problem:
+            raise self._cannot_handle(kind, problem)
+        mode = self._field_validation(request)
+        if mode == "Ignore":
+            return
+        if raw is not None:
+            problems = schemas.strict_errors(kind.group, kind.version, kind.kind, raw)
+        else:
+            problems = schemas.unknown_fields(kind.group, kind.version, kind.kind, obj)
+        if not problems:
+            return
+        if mode == "Strict":
+            raise self._cannot_handle(kind, "strict decoding error: " + ", ".join(problems))
+        warnings.extend(problems)
+
+    def _check_type(self, kind: Kind, obj: dict, info: RequestInfo) -> None:
+        api_version, obj_kind = obj.get("apiVersion"), obj.get("kind")
+        if obj_kind and obj_kind != kind.kind:
+            raise errors.bad_request(f"the object provided is unrecognized (must be of type {kind.kind}): "
+                                     f"couldn't get version/kind; expected kind {kind.kind}, got {obj_kind}")
+        if api_version and api_version != kind.api_version:
+            raise errors.bad_request(f"the API version in the data ({api_version}) does not match the expected "
+                                     f"API version ({kind.api_version})")
+        meta = obj.get("metadata")
+        if meta is not None and not isinstance(meta, dict):
+            raise errors.bad_request(f"{kind.kind} in version \"{kind.version}\" cannot be handled as a {kind.kind}: "
+                                     "json: cannot unmarshal non-object into Go struct field "
+                                     f"{kind.kind}.metadata of type v1.ObjectMeta")
+
+    def _respond_object(self, request: web.Request, kind: Kind, obj: dict, status: int = 200,
+                        warnings: list[str] | None = None) -> web.Response:
+        accept = parse_accept(request.headers.get("Accept"))
+        headers = {"Warning": ", ".join(f'299 - "{w}"' for w in warnings)} if warnings else None
+        if accept.table:
+            return json_response(self._table(kind, [obj], accept, request), status, headers)
+        return json_response(self._out(kind, obj), status, headers)
+
+    def _table(self, kind: Kind, stored: list[dict], accept: Accept, request: web.Request,
+               list_meta: dict | None = None, with_headers: bool = True) -> dict:
+        """A Table of stored-form objects (printers read the stored form of every kind)."""
+        include = request.query.get("includeObject", "Metadata")
+        if include not in ("None", "Metadata", "Object"):
+            raise errors.bad_request(f'includeObject: Unsupported value: "{include}"')
+        printer = getattr(printers, self._storage(kind).name, printers.DEFAULT)
+        table = printers.table(printer, stored, datetime.now(UTC), include_object=include,
+                               with_headers=with_headers)
+        if include == "Object":
+            for row, obj in zip(table["rows"], stored, strict=True):
+                row["object"] = self._out(kind, obj)
+        table["apiVersion"] = accept.table
+        table["metadata"] = list_meta or {}
+        return table
+
+    def _partial(self, kind: Kind, obj: dict, version: str) -> dict:
+        return {"kind": "PartialObjectMetadata", "apiVersion": version, "metadata": obj["metadata"]}
+
+    # ---- verbs -------------------------------------------------------------------------
+
+    async def _get(self, request: web.Request, info: RequestInfo, kind: Kind) -> web.Response:
+        storage = self._storage(kind)
+        cached = await self.rest.get(storage, info.namespace, info.name)
+        accept = parse_accept(request.headers.get("Accept"))
+        if accept.table:
+            return json_response(self._table(kind, [cached.obj], accept, request))
+        if accept.partial_metadata:
+            return json_response(self._partial(kind, cached.obj, accept.partial_metadata))
+        return json_response(self._out_cached(kind, cached))
+
+    def _list_request(self, request: web.Request, info: RequestInfo, kind: Kind) -> ListRequest:
+        query = request.query
+        try:
+            labels = parse_label_selector(query.get("labelSelector", ""))
+            fields = parse_field_selector(query.get("fieldSelector", ""))
+        except SelectorError as exc:
+            raise errors.bad_request(str(exc)) from None
+        try:
+            # Checked against the served kind, renamed to the stored form's field names.
+            fields = convert_field_selector(kind, fields)
+        except SelectorError as exc:
+            raise errors.bad_request(str(exc)) from None
+        limit_raw = query.get("limit", "0") or "0"
+        try:
+            limit = max(int(limit_raw), 0)
+        except ValueError:
+            raise errors.bad_request(f"invalid limit: {limit_raw}") from None
+        return ListRequest(namespace=info.namespace, label_selector=labels, field_selector=fields, limit=limit,
+                           continue_token=query.get("continue", ""),
+                           resource_version=query.get("resourceVersion", ""),
+                           resource_version_match=query.get("resourceVersionMatch", ""))
+
+    async def _list(self, request: web.Request, info: RequestInfo, kind: Kind) -> web.Response:
+        storage = self._storage(kind)
+        req = self._list_request(request, info, kind)
+        if req.resource_version_match and req.resource_version_match not in ("Exact", "NotOlderThan"):
+            raise errors.bad_request(f"resourceVersionMatch: Unsupported value: \"{req.resource_version_match}\"")
+        result = await self.rest.list(storage, req)
+        list_meta: dict = {"resourceVersion": str(result.resource_version)}
+        if result.continue_token:
+            list_meta["continue"] = result.continue_token
+            if result.remaining is not None:
+                list_meta["remainingItemCount"] = result.remaining
+        accept = parse_accept(request.headers.get("Accept"))
+        if accept.table:
+            return json_response(self._table(kind, [c.obj for c in result.items], accept, request, list_meta))
+        if accept.partial_metadata:
+            return json_response({"kind": "PartialObjectMetadataList", "apiVersion": accept.partial_metadata,
+                                  "metadata": list_meta,
+                                  "items": [self._partial(kind, c.obj, accept.partial_metadata)
+                                            for c in result.items]})
+        # Splice the cached per-object encodings instead of re-encoding every item.
+        head = orjson.dumps({"kind": f"{kind.kind}List", "apiVersion": kind.api_version, "metadata": list_meta})
+        items = b",".join(self._out_cached(kind, c) for c in result.items)
+        return json_response(head[:-1] + b',"items":[' + items + b"]}")
+
+    async def _create(self, request: web.Request, info: RequestInfo, kind: Kind) -> web.Response:
+        if info.name:
+            raise errors.method_not_allowed()
+        raw, ctype = await self._read_body(request, kind)
+        obj = decode_body(raw, ctype, kind.kind)
+        self._check_type(kind, obj, info)
+        warnings: list[str] = []
+        self._check_fields(request, kind, raw if ctype in (JSON, "") else None, obj, warnings)
+        self._check_namespace(kind, info, obj)
+        opts = self._write_options(request)
+        created = await self.rest.create(self._storage(kind), info.namespace, self._in(kind, obj), opts)
+        return self._respond_object(request, kind, created, 201, warnings)
+
+    def _check_namespace(self, kind: Kind, info: RequestInfo, obj: dict) -> None:
+        meta = obj.get("metadata") or {}
+        body_ns = meta.get("namespace", "")
+        if kind.namespaced and body_ns and body_ns != info.namespace:
+            raise errors.bad_request("the namespace of the provided object does not match the namespace sent on "
+                                     "the request")
+        if info.name and meta.get("name") and meta["name"] != info.name:
+            raise errors.bad_request(f"the name of the object ({meta['name']}) does not match the name on the URL "
+                                     f"({info.name})")
+
+    async def _update(self, request: web.Request, info: RequestInfo, kind: Kind, subresource: str = "") \
+            -> web.Response:
+        raw, ctype = await self._read_body(request, kind)
+        obj = decode_body(raw, ctype, kind.kind)
+        self._check_type(kind, obj, info)
+        warnings: list[str] = []
+        self._check_fields(request, kind, raw if ctype in (JSON, "") else None, obj, warnings)
+        self._check_namespace(kind, info, obj)
+        opts = self._write_options(request)
+        meta = obj.setdefault("metadata", {}) if isinstance(obj.get("metadata"), dict) or "metadata" not in obj \
+            else obj["metadata"]
+        meta.setdefault("name", info.name)
+        stored_in = self._in(kind, obj)
+        if kind.namespaced:
+            stored_in["metadata"]["namespace"] = info.namespace
+
+        def replace(current: dict) -> dict:
+            return copy.deepcopy(stored_in)
+
+        updated, created = await self.rest.update(
+            self._storage(kind), info.namespace, info.name, replace, opts, subresource,
+            allow_create_obj=None)
+        return self._respond_object(request, kind, updated, 201 if created else 200, warnings)
+
+    async def _patch(self, request: web.Request, info: RequestInfo, kind: Kind, subresource: str = "") \
+            -> web.Response:
+        ctype = media_type(request.headers.get("Content-Type"))
+        if ctype in (STRATEGIC_PATCH, APPLY_PATCH) or ctype not in (JSON_PATCH, MERGE_PATCH):
+            raise errors.unsupported_media_type(_PATCH_TYPES)
+        raw, _ = await self._read_body(request, kind, (JSON_PATCH, MERGE_PATCH))
+        try:
+            patch = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise errors.bad_request(f"error decoding patch: {exc}") from None
+        if ctype == JSON_PATCH and not isinstance(patch, list):
+            raise errors.bad_request("json: cannot unmarshal object into Go value of type jsonpatch.Patch")
+        if ctype == MERGE_PATCH and not isinstance(patch, dict):
+            raise errors.bad_request("json: cannot unmarshal array into Go value of type map[string]interface {}")
+        opts = self._write_options(request)
+        if ctype == MERGE_PATCH and self._field_validation(request) == "Strict":
+            duplicates = schemas.duplicate_fields(raw)
+            if duplicates:
+                raise self._cannot_handle(kind, "strict decoding error: " + ", ".join(duplicates))
+        warnings: list[str] = []
+
+        def apply(current: dict) -> dict:
+            served = self._out(kind, current)
+            if ctype == JSON_PATCH:
+                try:
+                    patched = jsonpatch.JsonPatch(patch).apply(served)
+                except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
+                    raise APIError(422, "Invalid", f"the server rejected our request due to an error in our "
+                                                   f"request: {exc}") from None
+                except (TypeError, KeyError, ValueError, IndexError) as exc:
+                    raise errors.bad_request(f"invalid JSON patch: {exc}") from None
+            else:
+                # A resourceVersion in a merge patch is a precondition (kubectl diff, apply).
+                served["metadata"].pop("resourceVersion", None)
+                patched = _merge_patch(served, copy.deepcopy(patch))
+            if not isinstance(patched, dict):
+                raise errors.bad_request("patch produced a non-object")
+            self._check_type(kind, patched, info)
+            warnings.clear()
+            self._check_fields(request, kind, None, patched, warnings)
+            if ctype == JSON_PATCH and patched["metadata"].get("resourceVersion") == current["metadata"].get(
+                    "resourceVersion"):
+                patched["metadata"].pop("resourceVersion", None)
+            return self._in(kind, patched)
+
+        updated, _ = await self.rest.update(self._storage(kind), info.namespace, info.name, apply, opts,
+                                            subresource)
+        return self._respond_object(request, kind, updated, 200, warnings)
+
+    async def _delete_options(self, request: web.Request) -> DeleteOptions:
+        body: dict = {}
+        raw = await request.content.read(MAX_BODY_BYTES + 1) if request.can_read_body else b""
+        if len(raw) > MAX_BODY_BYTES:
+            raise errors.too_large()
+        if raw.strip():
+            try:
+                body = decode_body(raw, media_type(request.headers.get("Content-Type")), "DeleteOptions")
+            except APIError:
+                raise errors.bad_request("invalid DeleteOptions body") from None
+        query = request.query
+        grace = body.get("gracePeriodSeconds")
+        if grace is None and query.get("gracePeriodSeconds", "") != "":
+            try:
+                grace = int(query["gracePeriodSeconds"])
+            except ValueError:
+                raise errors.bad_request(f"invalid gracePeriodSeconds: {query['gracePeriodSeconds']}") from None
+        policy = body.get("propagationPolicy") or query.get("propagationPolicy") or None
+        orphan = body.get("orphanDependents")
+        if orphan is None and "orphanDependents" in query:
+            orphan = parse_bool(query["orphanDependents"])
+        if policy is None and orphan is not None:
+            policy = "Orphan" if orphan else "Background"
+        if policy not in (None, "Orphan", "Foreground", "Background"):
+            raise APIError(422, "Invalid", f'DeleteOptions.meta.k8s.io "" is invalid: propagationPolicy: '
+                                           f'Unsupported value: "{policy}": supported values: "Foreground", '
+                                           f'"Background", "Orphan", "nil"')
+        dry_run = list(body.get("dryRun") or []) + query.getall("dryRun", [])
+        for value in dry_run:
+            if value != "All":
+                raise errors.bad_request(f'Invalid dry run value: "{value}". Valid values are: "All"')
+        return DeleteOptions(grace_period_seconds=grace, propagation_policy=policy,
+                             preconditions=body.get("preconditions") or {}, dry_run=bool(dry_run))
+
+    async def _delete(self, request: web.Request, info: RequestInfo, kind: Kind) -> web.Response:
+        options = await self._delete_options(request)
+        obj, deleted_now = await self.rest.delete(self._storage(kind), info.namespace, info.name, options)
+        if deleted_now and not kind.returns_deleted_object:
+            details = {"name": info.name, "group": kind.group, "kind": kind.plural, "uid": obj["metadata"]["uid"]}
+            return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                                  "details": {k: v for k, v in details.items() if v}})
+        return self._respond_object(request, kind, obj, 200)
+
+    async def _delete_collection(self, request: web.Request, info: RequestInfo, kind: Kind) -> web.Response:
+        options = await self._delete_options(request)
+        req = self._list_request(request, info, kind)
+        storage = self._storage(kind)
+        result = await self.rest.list(storage, req)
+        deleted = []
+        for cached in result.items:
+            meta = cached.obj["metadata"]
+            try:
+                obj, _ = await self.rest.delete(storage, meta.get("namespace", ""), meta["name"], options)
+            except APIError as exc:
+                if exc.code == 404:
+                    continue
+                raise
+            deleted.append(self._out(kind, obj))
+        return json_response({"kind": f"{kind.kind}List", "apiVersion": kind.api_version,
+                              "metadata": {"resourceVersion": str(self.rest.cache.revision)}, "items": deleted})
+
+    # ---- watch -------------------------------------------------------------------------
+
+    async def _watch(self, request: web.Request, info: RequestInfo, kind: Kind) -> web.StreamResponse:
+        storage = self._storage(kind)
+        req = self._list_request(request, info, kind)
+        if info.name:
+            # A watch on /resource/NAME is a watch with a metadata.name field selector.
+            req.field_selector = parse_field_selector(f"metadata.name={info.name}")
+        query = request.query
+        accept = parse_accept(request.headers.get("Accept"))
+        bookmarks = parse_bool(query.get("allowWatchBookmarks"))
+        send_initial = query.get("sendInitialEvents")
+        rv = req.resource_version
+        timeout_raw = query.get("timeoutSeconds", "")
+        try:
+            timeout = int(timeout_raw) if timeout_raw else DEFAULT_WATCH_TIMEOUT * (1 + random.random())
+        except ValueError:
+            raise errors.bad_request(f"invalid timeoutSeconds: {timeout_raw}") from None
+        if send_initial is not None and send_initial != "":
+            if req.resource_version_match != "NotOlderThan" and rv not in ("",):
+                pass
+            if parse_bool(send_initial) and not bookmarks:
+                raise APIError(422, "Invalid", 'ListOptions.meta.k8s.io "" is invalid: allowWatchBookmarks: '
+                                               'Required value: allowWatchBookmarks required when '
+                                               'sendInitialEvents is true')
+        initial_events = parse_bool(send_initial) if send_initial not in (None, "") else rv in ("", "0")
+
+        cache = self.rest.cache.cache_for(storage)
+        if rv in ("", "0") or (initial_events and req.resource_version_match == "NotOlderThan"):
+            if rv == "":
+                await self.rest.cache.wait_fresh()
+            elif rv != "0":
+                try:
+                    await self.rest.cache.wait_for(int(rv))
+                except (ValueError, TimeoutError):
+                    raise errors.bad_request(f"invalid resourceVersion: {rv}") from None
+        matches = self.rest.watch_matcher(storage, req)
+        namespace = info.namespace if storage.namespaced else ""
+        watcher = Watcher(matches=matches, namespace=namespace)
+        backlog: list[tuple[str, object]] = []
+        start_rv = self.rest.cache.revision
+        expired: str = ""
+        if initial_events:
+            prefix = f"{storage.storage_prefix}{namespace}/" if namespace else storage.storage_prefix
+            backlog = [("ADDED", c) for c in cache.items(prefix) if matches(c.obj)]
+        elif rv not in ("", "0"):
+            try:
+                since = int(rv)
+            except ValueError:
+                raise errors.bad_request(f"invalid resourceVersion: {rv}") from None
+            try:
+                for event in cache.events_since(since):
+                    watcher.offer(event)
+            except Exception:
+                expired = f"too old resource version: {since} ({self.rest.cache.revision})"
+        if not expired:
+            cache.watchers.add(watcher)
+
+        response = web.StreamResponse(status=200, headers={**JSON_HEADERS, "Transfer-Encoding": "chunked"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        encoder = _WatchEncoder(self, kind, accept, request)
+        try:
+            if expired:
+                status = errors.gone(expired).status()
+                await response.write(orjson.dumps({"type": "ERROR", "object": status}) + b"\n")
+                return response
+            for type_, cached in backlog:
+                await response.write(encoder.object_frame(type_, cached))
+            if initial_events and parse_bool(send_initial) and bookmarks:
+                await response.write(encoder.bookmark(start_rv, initial_end=True))
+            await self._stream(response, watcher, encoder, timeout, bookmarks)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            cache.watchers.discard(watcher)
+            watcher.closed = True
+        return response
+
+    async def _stream(self, response: web.StreamResponse, watcher: Watcher, encoder: _WatchEncoder,
+                      timeout: float, bookmarks: bool) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        next_bookmark = loop.time() + BOOKMARK_INTERVAL
+        last_rv = self.rest.cache.revision
+        while True:
+            now = loop.time()
+            if now >= deadline:
+                return
+            wait = min(deadline, next_bookmark) - now if bookmarks else deadline - now
+            try:
+                item = await asyncio.wait_for(watcher.queue.get(), timeout=wait)
+            except TimeoutError:
+                if bookmarks and loop.time() >= next_bookmark:
+                    await response.write(encoder.bookmark(max(last_rv, self.rest.cache.revision)))
+                    next_bookmark = loop.time() + BOOKMARK_INTERVAL
+                continue
+            if item is None:
+                return  # dropped as too slow, or the server is stopping
+            chunks = [encoder.event_frame(*item)]
+            last_rv = item[1].rv
+            while not watcher.queue.empty():  # write what is already queued in one go
+                item = watcher.queue.get_nowait()
+                if item is None:
+                    await response.write(b"".join(chunks))
+                    return
+                chunks.append(encoder.event_frame(*item))
+                last_rv = item[1].rv
+            await response.write(b"".join(chunks))
+
+    # ---- subresources ------------------------------------------------------------------
+
+    async def _subresource(self, request: web.Request, info: RequestInfo, kind: Kind, verb: str) \
+            -> web.Response:
+        sub = info.subresource
+        if sub in ("status", "finalize"):
+            if verb == "get" and sub == "status":
+                return await self._get(request, info, kind)
+            if verb == "update":
+                return await self._update(request, info, kind, subresource=sub)
+            if verb == "patch" and sub == "status":
+                return await self._patch(request, info, kind, subresource=sub)
+            raise errors.method_not_allowed()
+        if sub == "scale":
+            from .subresources import scale
+
+            return await scale(self, request, info, kind, verb)
+        if sub == "binding" and verb == "create":
+            from .subresources import binding
+
+            return await binding(self, request, info, kind)
+        raise errors.method_not_allowed()
+
+
+class _WatchEncoder:
+    """Turns cache events into wire frames: shared pre-encoded bytes for plain JSON watches,
+    one-row Tables when kubectl asked for them (headers only in the first frame)."""
+
+    def __init__(self, handler: ResourceHandler, kind: Kind, accept: Accept, request: web.Request):
+        self.handler = handler
+        self.kind = kind
+        self.accept = accept
+        self.request = request
+        self.first = True
+        self.plain = not accept.table and not accept.partial_metadata and kind.from_storage is None
+
+    def _object(self, cached: CachedObject) -> bytes:
+        if self.accept.table:
+            table = self.handler._table(self.kind, [cached.obj], self.accept,
+                                        self.request, {"resourceVersion": str(cached.rv)}, with_headers=self.first)
+            self.first = False
+            return orjson.dumps(table)
+        if self.accept.partial_metadata:
+            return orjson.dumps(self.handler._partial(self.kind, cached.obj, self.accept.partial_metadata))
+        return self.handler._out_cached(self.kind, cached)
+
+    def object_frame(self, type_: str, cached: CachedObject) -> bytes:
+        return b'{"type":"' + type_.encode() + b'","object":' + self._object(cached) + b"}\n"
+
+    def event_frame(self, type_: str, event) -> bytes:
+        if self.plain:
+            return event.frame(type_)
+        cached = event.cur
+        if type_ == "DELETED" and event.type != "DELETED" and event.prev is not None:
+            obj = copy.deepcopy(event.prev.obj)
+            obj["metadata"]["resourceVersion"] = str(event.rv)
+            cached = CachedObject(obj, event.rv)
+        return self.object_frame(type_, cached)
+
+    def bookmark(self, rv: int, initial_end: bool = False) -> bytes:
+        meta: dict = {"resourceVersion": str(rv)}
+        if initial_end:
+            meta["annotations"] = {"k8s.io/initial-events-end": "true"}
+        obj = {"kind": self.kind.kind, "apiVersion": self.kind.api_version, "metadata": meta}
+        return orjson.dumps({"type": "BOOKMARK", "object": obj}) + b"\n"
+
+

@@ -1,0 +1,121 @@
+"""`pyk8s server`: the all-in-one control plane on one machine (today: the apiserver on SQLite).
+
+It prepares the data dir (PKI, kubeconfig, database), serves until SIGTERM/SIGINT and
+then stops cleanly. Later components (scheduler, controllers, the local agent) are
+supervised from here as child processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import signal
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from ..apiserver.app import APIServer, APIServerConfig
+from ..apiserver.authn import Authenticator
+from ..store.sqlite import SQLiteStore
+from .kubeconfig import load_token_file, write_kubeconfig
+from .pki import ensure_pki, server_ssl_context
+
+log = logging.getLogger("pyk8s.server")
+
+
+def default_data_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/var/lib/pyk8s")
+    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "pyk8s"
+
+
+@dataclass
+class ServerOptions:
+    data_dir: Path = field(default_factory=default_data_dir)
+    bind_address: str = "0.0.0.0"
+    https_port: int = 6443
+    advertise_address: str = ""
+    token_file: Path | None = None
+    service_cidr: str = "10.43.0.0/16"
+    cluster_cidr: str = "10.42.0.0/16"
+    disable_agent: bool = False
+
+
+def host_addresses() -> list[str]:
+    """The machine's own unicast addresses, for the serving certificate's SANs."""
+    out = []
+    for addrs in psutil.net_if_addrs().values():
+        for addr in addrs:
+            if addr.family in (socket.AF_INET, socket.AF_INET6):
+                ip = addr.address.split("%", 1)[0]
+                try:
+                    ipaddress.ip_address(ip)
+                except ValueError:
+                    continue
+                out.append(ip)
+    return sorted(set(out))
+
+
+def _first_ipv4(addresses: list[str]) -> str:
+    for ip in addresses:
+        parsed = ipaddress.ip_address(ip)
+        if parsed.version == 4 and not parsed.is_loopback:
+            return ip
+    return "127.0.0.1"
+
+
+async def run_server(opts: ServerOptions, *, ready: asyncio.Event | None = None,
+                     stop: asyncio.Event | None = None) -> None:
+    data_dir = opts.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    addresses = host_addresses()
+    # Like kube-apiserver, advertise a routable address: the bind address when it is one, else the host's.
+    bind_is_routable = opts.bind_address not in ("0.0.0.0", "::") and not ipaddress.ip_address(
+        opts.bind_address).is_loopback
+    advertise = opts.advertise_address or (opts.bind_address if bind_is_routable else _first_ipv4(addresses))
+    service_ip = str(ipaddress.ip_network(opts.service_cidr).network_address + 1)
+    hostnames = sorted({socket.gethostname(), socket.getfqdn()})
+    ips = sorted(set(addresses) | {advertise, service_ip} | (
+        {opts.bind_address} if opts.bind_address not in ("0.0.0.0", "::") else set()))
+    log.info("preparing certificates in %s", data_dir / "tls")
+    pki = ensure_pki(data_dir, hostnames=hostnames, ips=ips)
+    tokens = load_token_file(opts.token_file) if opts.token_file else {}
+
+    (data_dir / "db").mkdir(exist_ok=True)
+    store = SQLiteStore(str(data_dir / "db" / "state.db"))
+    log.info("opening the store at %s", data_dir / "db" / "state.db")
+    await store.start()
+    config = APIServerConfig(bind_address=opts.bind_address, secure_port=opts.https_port,
+                             advertise_address=advertise, service_cidr=opts.service_cidr)
+    server = APIServer(store, config, server_ssl_context(pki), Authenticator(tokens))
+    try:
+        await server.start()
+        local = "127.0.0.1" if opts.bind_address in ("0.0.0.0", "127.0.0.1") else opts.bind_address
+        if ":" in local:
+            local = f"[{local}]"
+        kubeconfig = data_dir / "kubeconfig.yaml"
+        write_kubeconfig(kubeconfig, f"https://{local}:{server.port}", pki.ca_cert.read_bytes(),
+                         pki.admin_cert.read_bytes(), pki.admin_key.read_bytes())
+        log.info("cluster ready: kubeconfig written to %s (apiserver https://%s:%d)", kubeconfig, local,
+                 server.port)
+        if opts.disable_agent:
+            log.info("the local agent is disabled (--disable-agent)")
+        if ready is not None:
+            ready.set()
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError):
+                pass
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        await server.stop()
+        await store.close()
+        log.info("stopped")
