@@ -186,7 +186,10 @@ class APIServer:
         process = psutil.Process()
         with process.oneshot():
             extra = {"process_resident_memory_bytes": process.memory_info().rss,
-                     "process_cpu_seconds_total": sum(process.cpu_times()[:2])}
+                     "process_cpu_seconds_total": sum(process.cpu_times()[:2]),
+                     "pyk8s_watch_fanout_events_total": self.cache.fanout.count,
+                     "pyk8s_watch_fanout_seconds_total": self.cache.fanout.total_seconds,
+                     "pyk8s_watch_fanout_last_seconds": self.cache.fanout.last_seconds}
         return self.metrics.render(self.store.current_revision, extra)
 
 

@@ -533,16 +533,18 @@ class ResourceHandler:
                 continue
             if item is None:
                 return  # dropped as too slow, or the server is stopping
-            chunks = [encoder.event_frame(*item)]
-            last_rv = item[1].rv
+            events = [item]
             while not watcher.queue.empty():  # write what is already queued in one go
                 item = watcher.queue.get_nowait()
                 if item is None:
-                    await response.write(b"".join(chunks))
-                    return
-                chunks.append(encoder.event_frame(*item))
-                last_rv = item[1].rv
-            await response.write(b"".join(chunks))
+                    break
+                events.append(item)
+            await response.write(b"".join(encoder.event_frame(type_, event) for type_, event in events))
+            for _, event in events:
+                event.delivered(self.rest.cache.fanout)
+            last_rv = events[-1][1].rv
+            if item is None:
+                return
 
     # ---- subresources ------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,10 +45,26 @@ class CachedObject:
         return self._raw
 
 
-class CacheEvent:
-    """One change; `frame(type)` is the newline-terminated watch event, encoded once per type."""
+class FanoutStats:
+    """How long each event took from reaching the cache to being written to its last watcher."""
 
-    __slots__ = ("type", "cur", "prev", "rv", "_frames")
+    def __init__(self) -> None:
+        self.count = 0
+        self.total_seconds = 0.0
+        self.last_seconds = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.count += 1
+        self.total_seconds += seconds
+        self.last_seconds = seconds
+
+
+class CacheEvent:
+    """One change; `frame(type)` is the newline-terminated watch event, encoded once per type.
+
+    `pending` counts the watchers it was queued for that have not written it yet."""
+
+    __slots__ = ("type", "cur", "prev", "rv", "_frames", "received", "pending")
 
     def __init__(self, type_: str, cur: CachedObject, prev: CachedObject | None, rv: int):
         self.type = type_
@@ -55,6 +72,14 @@ class CacheEvent:
         self.prev = prev
         self.rv = rv
         self._frames: dict[str, bytes] = {}
+        self.received = time.perf_counter()
+        self.pending = 0
+
+    def delivered(self, stats: FanoutStats) -> None:
+        """One watcher wrote this event; the last one records the fan-out time."""
+        self.pending -= 1
+        if self.pending == 0:
+            stats.observe(time.perf_counter() - self.received)
 
     def frame(self, type_: str) -> bytes:
         frame = self._frames.get(type_)
@@ -96,6 +121,7 @@ class Watcher:
             type_ = "DELETED"
         else:
             return
+        event.pending += 1
         try:
             self.queue.put_nowait((type_, event))
         except asyncio.QueueFull:
@@ -178,6 +204,7 @@ class WatchCache:
         self.caches: dict[str, ResourceCache] = {k.storage_prefix: ResourceCache(k) for k in kinds}
         self.revision = 0
         self.start_revision = 0
+        self.fanout = FanoutStats()
         self._advanced = asyncio.Condition()
         self._task: asyncio.Task | None = None
 

@@ -144,3 +144,77 @@ def test_openapi_index_and_documents(cluster: Cluster):
     code, headers, body = request(cluster, url)
     doc = json.loads(body)
     assert code == 200 and "io.k8s.api.apps.v1.Deployment" in doc["components"]["schemas"]
+
+
+def _post(cluster: Cluster, path: str, obj: dict) -> tuple[int, dict]:
+    code, _, body = request(cluster, path, method="POST", body=json.dumps(obj).encode(),
+                            headers={"Content-Type": "application/json"})
+    return code, json.loads(body)
+
+
+def test_generate_name(cluster: Cluster):
+    code, obj = _post(cluster, "/api/v1/namespaces/default/configmaps",
+                      {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "gen-"}})
+    assert code == 201 and obj["metadata"]["name"].startswith("gen-") and len(obj["metadata"]["name"]) == 9
+
+
+def test_terminating_namespace_refuses_new_content(cluster: Cluster):
+    code, _ = _post(cluster, "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                                     "metadata": {"name": "doomed"}})
+    assert code == 201
+    code, _, body = request(cluster, "/api/v1/namespaces/doomed", method="DELETE")
+    ns = json.loads(body)
+    assert code == 200 and ns["status"]["phase"] == "Terminating" and ns["metadata"]["deletionTimestamp"]
+    code, status = _post(cluster, "/api/v1/namespaces/doomed/configmaps",
+                         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "late"}})
+    assert code == 403 and status["reason"] == "Forbidden"
+    assert "because it is being terminated" in status["message"]
+    # The namespace controller's last step: emptying spec.finalizers removes the namespace.
+    ns["spec"]["finalizers"] = []
+    code, _, _ = request(cluster, "/api/v1/namespaces/doomed/finalize", method="PUT", body=json.dumps(ns).encode(),
+                         headers={"Content-Type": "application/json"})
+    assert code == 200
+    assert request(cluster, "/api/v1/namespaces/doomed")[0] == 404
+
+
+def test_list_at_an_exact_older_revision(cluster: Cluster):
+    code, first = _post(cluster, "/api/v1/namespaces/default/configmaps",
+                        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "exact-1"}})
+    revision = first["metadata"]["resourceVersion"]
+    _post(cluster, "/api/v1/namespaces/default/configmaps",
+          {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "exact-2"}})
+    _, _, body = request(cluster, f"/api/v1/namespaces/default/configmaps?resourceVersion={revision}"
+                                  "&resourceVersionMatch=Exact")
+    listed = json.loads(body)
+    names = [i["metadata"]["name"] for i in listed["items"]]
+    assert listed["metadata"]["resourceVersion"] == revision
+    assert "exact-1" in names and "exact-2" not in names
+
+
+def test_delete_answers_status_or_object_like_upstream(cluster: Cluster):
+    code, _ = _post(cluster, "/api/v1/namespaces/default/configmaps",
+                    {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "gone"}})
+    code, _, body = request(cluster, "/api/v1/namespaces/default/configmaps/gone", method="DELETE")
+    status = json.loads(body)
+    assert code == 200 and status["kind"] == "Status" and status["status"] == "Success"
+    assert status["details"]["name"] == "gone" and status["details"]["kind"] == "configmaps"
+    _post(cluster, "/api/v1/namespaces/default/serviceaccounts",
+          {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "gone"}})
+    code, _, body = request(cluster, "/api/v1/namespaces/default/serviceaccounts/gone", method="DELETE")
+    assert code == 200 and json.loads(body)["kind"] == "ServiceAccount"
+    code, _, body = request(cluster, "/api/v1/namespaces/default/configmaps/gone", method="DELETE")
+    assert code == 404
+
+
+def test_immutable_fields_and_preconditions(cluster: Cluster):
+    _post(cluster, "/api/v1/namespaces/default/configmaps",
+          {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "frozen"}, "data": {"a": "1"},
+           "immutable": True})
+    code, _, body = request(cluster, "/api/v1/namespaces/default/configmaps/frozen", method="PATCH",
+                            body=b'{"data":{"a":"2"}}', headers={"Content-Type": "application/merge-patch+json"})
+    status = json.loads(body)
+    assert code == 422 and status["reason"] == "Invalid" and status["details"]["causes"][0]["field"] == "data"
+    delete = json.dumps({"preconditions": {"uid": "not-the-uid"}}).encode()
+    code, _, body = request(cluster, "/api/v1/namespaces/default/configmaps/frozen", method="DELETE", body=delete,
+                            headers={"Content-Type": "application/json"})
+    assert code == 409 and "Precondition failed: UID in precondition" in json.loads(body)["message"]
