@@ -106,3 +106,14 @@ def test_static_token_authentication(tmp_path):
         assert bad.returncode != 0 and "You must be logged in to the server" in bad.stderr
     finally:
         cluster.stop()
+
+
+def test_pyk8s_kubectl_uses_the_cluster_kubeconfig(cluster: Cluster):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "pyk8s.cli", "kubectl", "--data-dir", str(cluster.data_dir),
+                          "get", "ns", "kube-system", "-o", "name", "--cache-dir", str(cluster.cache_dir)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "namespace/kube-system"
