@@ -16,6 +16,7 @@ from ..api import errors, printers, schemas
 from ..api.errors import APIError
 from ..api.kinds import REGISTRY, Kind
 from ..api.selectors import SelectorError, convert_field_selector, parse_field_selector, parse_label_selector
+from ..store import CompactedError
 from .negotiation import (
     APPLY_PATCH,
     JSON,
@@ -66,6 +67,9 @@ def _merge_patch(target, patch):
 class ResourceHandler:
     def __init__(self, rest: REST):
         self.rest = rest
+        self._verbs = {"get": self._get, "list": self._list, "watch": self._watch, "create": self._create,
+                       "update": self._update, "patch": self._patch, "delete": self._delete,
+                       "deletecollection": self._delete_collection}
 
     # ---- entry -------------------------------------------------------------------------
 
@@ -78,26 +82,12 @@ class ResourceHandler:
             raise APIError(404, "NotFound", "the server could not find the requested resource")
         if info.subresource and kind.subresource(info.subresource) is None:
             raise APIError(404, "NotFound", "the server could not find the requested resource")
-        verb = info.verb
         if info.subresource:
-            return await self._subresource(request, info, kind, verb)
-        if verb == "get":
-            return await self._get(request, info, kind)
-        if verb == "list":
-            return await self._list(request, info, kind)
-        if verb == "watch":
-            return await self._watch(request, info, kind)
-        if verb == "create":
-            return await self._create(request, info, kind)
-        if verb == "update":
-            return await self._update(request, info, kind)
-        if verb == "patch":
-            return await self._patch(request, info, kind)
-        if verb == "delete":
-            return await self._delete(request, info, kind)
-        if verb == "deletecollection":
-            return await self._delete_collection(request, info, kind)
-        raise errors.method_not_allowed()
+            return await self._subresource(request, info, kind, info.verb)
+        handler = self._verbs.get(info.verb)
+        if handler is None:
+            raise errors.method_not_allowed()
+        return await handler(request, info, kind)
 
     # ---- helpers -----------------------------------------------------------------------
 
@@ -452,9 +442,7 @@ class ResourceHandler:
             timeout = int(timeout_raw) if timeout_raw else DEFAULT_WATCH_TIMEOUT * (1 + random.random())
         except ValueError:
             raise errors.bad_request(f"invalid timeoutSeconds: {timeout_raw}") from None
-        if send_initial is not None and send_initial != "":
-            if req.resource_version_match != "NotOlderThan" and rv not in ("",):
-                pass
+        if send_initial not in (None, ""):
             if parse_bool(send_initial) and not bookmarks:
                 raise APIError(422, "Invalid", 'ListOptions.meta.k8s.io "" is invalid: allowWatchBookmarks: '
                                                'Required value: allowWatchBookmarks required when '
@@ -487,12 +475,12 @@ class ResourceHandler:
             try:
                 for event in cache.events_since(since):
                     watcher.offer(event)
-            except Exception:
+            except CompactedError:
                 expired = f"too old resource version: {since} ({self.rest.cache.revision})"
         if not expired:
             cache.watchers.add(watcher)
 
-        response = web.StreamResponse(status=200, headers={**JSON_HEADERS, "Transfer-Encoding": "chunked"})
+        response = web.StreamResponse(status=200, headers=JSON_HEADERS)
         response.enable_chunked_encoding()
         await response.prepare(request)
         encoder = _WatchEncoder(self, kind, accept, request)
