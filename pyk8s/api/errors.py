@@ -116,9 +116,10 @@ class APIError(Exception):
             "metadata": {},
             "status": "Failure",
             "message": self.message,
-            "reason": self.reason,
         }
-        if self.details:
+        if self.reason:  # upstream leaves reason out of generic server errors
+            out["reason"] = self.reason
+        if self.details is not None:
             out["details"] = self.details
         out["code"] = self.code
         return out

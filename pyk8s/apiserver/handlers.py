@@ -12,13 +12,12 @@ import jsonpatch
 import orjson
 from aiohttp import web
 
-from ..api import errors, printers, schemas
+from ..api import errors, printers, schemas, strategic_merge
 from ..api.errors import APIError
 from ..api.kinds import REGISTRY, Kind
 from ..api.selectors import SelectorError, convert_field_selector, parse_field_selector, parse_label_selector
 from ..store import CompactedError
 from .negotiation import (
-    APPLY_PATCH,
     JSON,
     JSON_PATCH,
     MAX_BODY_BYTES,
@@ -39,8 +38,8 @@ from .watchcache import CachedObject, Watcher
 log = logging.getLogger("pyk8s.apiserver.handlers")
 
 JSON_HEADERS = {"Content-Type": "application/json"}
-_BODY_TYPES = (JSON, YAML, "application/x-yaml", "text/yaml", "")
-_PATCH_TYPES = [JSON_PATCH, MERGE_PATCH]
+_BODY_TYPES = (JSON, YAML, "application/x-yaml", "text/yaml", PROTOBUF, "")
+_PATCH_TYPES = [JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH]
 BOOKMARK_INTERVAL = 60.0
 DEFAULT_WATCH_TIMEOUT = 1800
 
@@ -62,6 +61,15 @@ def _merge_patch(target, patch):
         else:
             target[key] = _merge_patch(target.get(key), value)
     return target
+
+
+def _without_nulls(value):
+    """What decoding into Go types leaves of nulls that a strategic merge kept: nothing."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
 
 
 class ResourceHandler:
@@ -124,9 +132,7 @@ class ResourceHandler:
             raise errors.too_large()
         ctype = media_type(request.headers.get("Content-Type"))
         if ctype not in allowed:
-            if ctype == PROTOBUF:
-                raise errors.unsupported_media_type([JSON, YAML])
-            raise errors.unsupported_media_type([JSON, YAML] if allowed is _BODY_TYPES else list(allowed))
+            raise errors.unsupported_media_type([JSON, YAML, PROTOBUF] if allowed is _BODY_TYPES else list(allowed))
         return raw, ctype
 
     def _write_options(self, request: web.Request) -> WriteOptions:
@@ -271,7 +277,7 @@ class ResourceHandler:
         if info.name:
             raise errors.method_not_allowed()
         raw, ctype = await self._read_body(request, kind)
-        obj = decode_body(raw, ctype, kind.kind)
+        obj = decode_body(raw, ctype, kind.kind, kind.api_version)
         self._check_type(kind, obj, info)
         warnings: list[str] = []
         self._check_fields(request, kind, raw if ctype in (JSON, "") else None, obj, warnings)
@@ -293,7 +299,7 @@ class ResourceHandler:
     async def _update(self, request: web.Request, info: RequestInfo, kind: Kind, subresource: str = "") \
             -> web.Response:
         raw, ctype = await self._read_body(request, kind)
-        obj = decode_body(raw, ctype, kind.kind)
+        obj = decode_body(raw, ctype, kind.kind, kind.api_version)
         self._check_type(kind, obj, info)
         warnings: list[str] = []
         self._check_fields(request, kind, raw if ctype in (JSON, "") else None, obj, warnings)
@@ -317,19 +323,19 @@ class ResourceHandler:
     async def _patch(self, request: web.Request, info: RequestInfo, kind: Kind, subresource: str = "") \
             -> web.Response:
         ctype = media_type(request.headers.get("Content-Type"))
-        if ctype in (STRATEGIC_PATCH, APPLY_PATCH) or ctype not in (JSON_PATCH, MERGE_PATCH):
+        if ctype not in _PATCH_TYPES:
             raise errors.unsupported_media_type(_PATCH_TYPES)
-        raw, _ = await self._read_body(request, kind, (JSON_PATCH, MERGE_PATCH))
+        raw, _ = await self._read_body(request, kind, tuple(_PATCH_TYPES))
         try:
             patch = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise errors.bad_request(f"error decoding patch: {exc}") from None
         if ctype == JSON_PATCH and not isinstance(patch, list):
             raise errors.bad_request("json: cannot unmarshal object into Go value of type jsonpatch.Patch")
-        if ctype == MERGE_PATCH and not isinstance(patch, dict):
+        if ctype != JSON_PATCH and not isinstance(patch, dict):
             raise errors.bad_request("json: cannot unmarshal array into Go value of type map[string]interface {}")
         opts = self._write_options(request)
-        if ctype == MERGE_PATCH and self._field_validation(request) == "Strict":
+        if ctype != JSON_PATCH and self._field_validation(request) == "Strict":
             duplicates = schemas.duplicate_fields(raw)
             if duplicates:
                 raise self._cannot_handle(kind, "strict decoding error: " + ", ".join(duplicates))
@@ -348,7 +354,10 @@ class ResourceHandler:
             else:
                 # A resourceVersion in a merge patch is a precondition (kubectl diff, apply).
                 served["metadata"].pop("resourceVersion", None)
-                patched = _merge_patch(served, copy.deepcopy(patch))
+                if ctype == MERGE_PATCH:
+                    patched = _merge_patch(served, copy.deepcopy(patch))
+                else:
+                    patched = self._strategic_merge(kind, served, patch)
             if not isinstance(patched, dict):
                 raise errors.bad_request("patch produced a non-object")
             self._check_type(kind, patched, info)
@@ -362,6 +371,17 @@ class ResourceHandler:
         updated, _ = await self.rest.update(self._storage(kind), info.namespace, info.name, apply, opts,
                                             subresource)
         return self._respond_object(request, kind, updated, 200, warnings)
+
+    @staticmethod
+    def _strategic_merge(kind: Kind, served: dict, patch: dict) -> dict:
+        meta = strategic_merge.patch_meta(kind.group, kind.version, kind.kind)
+        if meta is None:  # kinds without a schema (custom resources) cannot take SMP, as upstream
+            raise errors.unsupported_media_type([JSON_PATCH, MERGE_PATCH])
+        try:
+            merged = strategic_merge.apply_strategic_merge_patch(served, patch, meta)
+        except strategic_merge.StrategicMergeError as exc:
+            raise exc.api_error() from None
+        return _without_nulls(merged)
 
     async def _delete_options(self, request: web.Request) -> DeleteOptions:
         body: dict = {}

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import orjson
 import yaml
 
-from ..api import errors
+from ..api import errors, protobuf
 
 TRUE_VALUES = {"1", "t", "T", "TRUE", "true", "True"}
 FALSE_VALUES = {"0", "f", "F", "FALSE", "false", "False"}
@@ -44,9 +44,15 @@ def media_type(header: str | None) -> str:
     return (header or "").split(";", 1)[0].strip().lower()
 
 
-def decode_body(raw: bytes, content_type: str, expected_kind: str) -> dict:
-    """Decode a JSON or YAML object body; anything unreadable is a 400 like upstream's decoder."""
+def decode_body(raw: bytes, content_type: str, expected_kind: str, expected_api_version: str = "v1") -> dict:
+    """Decode a JSON, YAML or protobuf object body; anything unreadable is a 400 like upstream's decoder."""
     kind_hint = f"the object provided is unrecognized (must be of type {expected_kind})"
+    if content_type == PROTOBUF:
+        try:
+            api_version, kind, obj = protobuf.decode_body(raw, default=(expected_api_version, expected_kind))
+        except protobuf.ProtobufError as exc:
+            raise errors.bad_request(exc.status_message(expected_kind, raw)) from None
+        return {"apiVersion": api_version, "kind": kind, **obj}
     if content_type in (YAML, "application/x-yaml", "text/yaml", APPLY_PATCH):
         try:
             obj = yaml.load(raw, Loader=_YAMLLoader)

@@ -59,7 +59,7 @@ async def scale(handler: ResourceHandler, request: web.Request, info: RequestInf
     raw = await request.content.read()
     ctype = media_type(request.headers.get("Content-Type"))
     if verb == "update":
-        body = decode_body(raw, ctype, "Scale")
+        body = decode_body(raw, ctype, "Scale", "autoscaling/v1")
     elif ctype in (MERGE_PATCH, JSON_PATCH):
         try:
             body = orjson.loads(raw)

@@ -86,9 +86,9 @@ class Cluster:
         self.start()
 
     def kubectl(self, *args: str, binary: str = KUBECTL, check: bool = True, input: str | None = None,
-                timeout: float = 60) -> subprocess.CompletedProcess:
+                timeout: float = 60, env: dict | None = None) -> subprocess.CompletedProcess:
         cmd = [binary, "--kubeconfig", str(self.kubeconfig), "--cache-dir", str(self.cache_dir), *args]
-        result = subprocess.run(cmd, capture_output=True, text=True, input=input, timeout=timeout)
+        result = subprocess.run(cmd, capture_output=True, text=True, input=input, timeout=timeout, env=env)
         if check and result.returncode != 0:
             raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
         return result

@@ -41,14 +41,6 @@ def test_typed_crud_and_patch(api_client, namespace: str):
     assert core.list_namespaced_pod(namespace).items == []
 
 
-def test_strategic_merge_patch_is_refused_for_now(api_client, namespace: str):
-    core = client.CoreV1Api(api_client)
-    core.create_namespaced_config_map(namespace, {"metadata": {"name": "cm"}, "data": {"a": "1"}})
-    with pytest.raises(ApiException) as exc:
-        core.patch_namespaced_config_map("cm", namespace, {"data": {"b": "2"}})
-    assert exc.value.status == 415
-
-
 def test_pagination_and_delete_collection(api_client, namespace: str):
     core = client.CoreV1Api(api_client)
     for i in range(5):
