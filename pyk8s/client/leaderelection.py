@@ -230,16 +230,25 @@ class LeaderElector:
                     log.exception("leader election %s/%s: on_new_leader failed", self.namespace, self.name)
 
     async def _release(self) -> None:
-        """Hand the lease back: no holder and a 1 s duration, so the next candidate takes it at once."""
+        """Hand the lease back: no holder and a 1 s duration, so the next candidate takes it at once.
+
+        A renewal cancelled mid-flight may have landed without our seeing its answer, so a conflict
+        re-reads the lease once and releases it if it is still ours."""
         lease = self._observed
-        if lease is None or _record(lease)[0] != self.identity:
-            return
-        now = micro_time()
-        spec = {"leaseDurationSeconds": 1, "acquireTime": now, "renewTime": now,
-                "leaseTransitions": (lease.get("spec") or {}).get("leaseTransitions") or 0}
         try:
             async with asyncio.timeout(self.renew_deadline):
-                released = await self.client.update({**lease, "spec": spec})
-            self._observe(released)
+                for attempt in range(2):
+                    if lease is None or _record(lease)[0] != self.identity:
+                        return
+                    now = micro_time()
+                    spec = {"leaseDurationSeconds": 1, "acquireTime": now, "renewTime": now,
+                            "leaseTransitions": (lease.get("spec") or {}).get("leaseTransitions") or 0}
+                    try:
+                        self._observe(await self.client.update({**lease, "spec": spec}))
+                        return
+                    except APIStatusError as exc:
+                        if not is_conflict(exc) or attempt:
+                            raise
+                    lease = await self.client.get(LEASES, self.name, self.namespace)
         except (APIStatusError, APIConnectionError, TimeoutError) as exc:
             log.warning("leader election %s/%s: release failed: %s", self.namespace, self.name, exc)
