@@ -276,15 +276,20 @@ class ResourceHandler:
     async def _create(self, request: web.Request, info: RequestInfo, kind: Kind) -> web.Response:
         if info.name:
             raise errors.method_not_allowed()
+        obj, warnings = await self._decoded_object(request, info, kind)
+        opts = self._write_options(request)
+        created = await self.rest.create(self._storage(kind), info.namespace, self._in(kind, obj), opts)
+        return self._respond_object(request, kind, created, 201, warnings)
+
+    async def _decoded_object(self, request: web.Request, info: RequestInfo, kind: Kind) -> tuple[dict, list[str]]:
+        """The request body of a create or update, checked against the URL and the schema."""
         raw, ctype = await self._read_body(request, kind)
         obj = decode_body(raw, ctype, kind.kind, kind.api_version)
         self._check_type(kind, obj, info)
         warnings: list[str] = []
         self._check_fields(request, kind, raw if ctype in (JSON, "") else None, obj, warnings)
         self._check_namespace(kind, info, obj)
-        opts = self._write_options(request)
-        created = await self.rest.create(self._storage(kind), info.namespace, self._in(kind, obj), opts)
-        return self._respond_object(request, kind, created, 201, warnings)
+        return obj, warnings
 
     def _check_namespace(self, kind: Kind, info: RequestInfo, obj: dict) -> None:
         meta = obj.get("metadata") or {}
@@ -298,16 +303,9 @@ class ResourceHandler:
 
     async def _update(self, request: web.Request, info: RequestInfo, kind: Kind, subresource: str = "") \
             -> web.Response:
-        raw, ctype = await self._read_body(request, kind)
-        obj = decode_body(raw, ctype, kind.kind, kind.api_version)
-        self._check_type(kind, obj, info)
-        warnings: list[str] = []
-        self._check_fields(request, kind, raw if ctype in (JSON, "") else None, obj, warnings)
-        self._check_namespace(kind, info, obj)
+        obj, warnings = await self._decoded_object(request, info, kind)
         opts = self._write_options(request)
-        meta = obj.setdefault("metadata", {}) if isinstance(obj.get("metadata"), dict) or "metadata" not in obj \
-            else obj["metadata"]
-        meta.setdefault("name", info.name)
+        obj.setdefault("metadata", {}).setdefault("name", info.name)
         stored_in = self._in(kind, obj)
         if kind.namespaced:
             stored_in["metadata"]["namespace"] = info.namespace
