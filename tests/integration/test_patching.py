@@ -153,3 +153,24 @@ def test_autoscale_and_cluster_scoped_creates(cluster: Cluster, namespace: str):
     cluster.kubectl("create", "clusterrolebinding", name, f"--clusterrole={name}", "--user=u")
     for resource in ("priorityclass", "clusterrolebinding", "clusterrole"):
         cluster.kubectl("delete", resource, name)
+
+
+def test_diff_replace_force_and_wait(cluster: Cluster, namespace: str, tmp_path):
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": namespace},
+          "data": {"a": "1"}}
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(cm))
+    changed = tmp_path / "c.json"
+    changed.write_text(json.dumps({**cm, "data": {"a": "2"}}))
+    diff = cluster.kubectl("diff", "-f", str(changed), check=False)
+    assert diff.returncode == 1 and '-  a: "1"' in diff.stdout and '+  a: "2"' in diff.stdout
+    assert cluster.kubectl_json("get", "cm", "c", "-n", namespace)["data"] == {"a": "1"}  # server dry run
+    uid = cluster.kubectl_json("get", "cm", "c", "-n", namespace)["metadata"]["uid"]
+    cluster.kubectl("replace", "--force", "-f", str(changed))
+    replaced = cluster.kubectl_json("get", "cm", "c", "-n", namespace)
+    assert replaced["data"] == {"a": "2"} and replaced["metadata"]["uid"] != uid
+    cluster.kubectl("wait", "--for=jsonpath={.data.a}=2", "cm/c", "-n", namespace, "--timeout=10s")
+    _deploy(cluster, namespace)
+    cluster.kubectl("patch", "deploy", "web", "-n", namespace, "--subresource=status", "--type=merge", "-p",
+                    json.dumps({"status": {"observedGeneration": 1, "conditions": [
+                        {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"}]}}))
+    cluster.kubectl("wait", "--for=condition=Available", "deploy/web", "-n", namespace, "--timeout=10s")
