@@ -352,7 +352,7 @@ class Controller(Generic[K]):
         self.name = name
         self.reconcile = reconcile
         self.workers = workers
-        self.queue: WorkQueue[K] = queue or WorkQueue(name, clock=clock)
+        self.queue: WorkQueue[K] = queue if queue is not None else WorkQueue(name, clock=clock)
         self._wait_for = tuple(wait_for)  # e.g. informer.wait_for_sync, awaited before workers start
 
     async def run(self) -> None:
