@@ -40,15 +40,68 @@ def main() -> None:
 @click.option("--token-file", type=click.Path(path_type=Path, exists=True), default=None,
               help="Static bearer tokens, CSV: token,user,uid,\"group1,group2\".")
 @click.option("--disable-agent", is_flag=True, help="Run no local node agent.")
+@click.option("--simulated-nodes", type=int, default=0, help="Run N simulated nodes instead of the local agent.")
+@click.option("--simulated-node-capacity", default="cpu=32,memory=256Gi,pods=110", show_default=True)
+@click.option("--controllers", default="*", show_default=True, help="What the controller-manager runs.")
+@click.option("--disable-controller-manager", is_flag=True, help="Run no controller-manager.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def server(data_dir: Path | None, https_port: int, bind_address: str, advertise_address: str,
-           token_file: Path | None, disable_agent: bool, verbose: bool) -> None:
+           token_file: Path | None, disable_agent: bool, simulated_nodes: int, simulated_node_capacity: str,
+           controllers: str, disable_controller_manager: bool, verbose: bool) -> None:
     """Run a whole single-machine cluster (embedded SQLite store)."""
     _setup_logging(verbose)
     tune_gc()
     opts = ServerOptions(data_dir=data_dir or default_data_dir(), https_port=https_port, bind_address=bind_address,
-                         advertise_address=advertise_address, token_file=token_file, disable_agent=disable_agent)
+                         advertise_address=advertise_address, token_file=token_file, disable_agent=disable_agent,
+                         simulated_nodes=simulated_nodes,
+                         simulated_node_capacity=_parse_capacity(simulated_node_capacity),
+                         controllers=controllers, disable_controller_manager=disable_controller_manager,
+                         verbose=verbose)
     uvloop.run(run_server(opts))
+
+
+def _parse_capacity(value: str) -> dict[str, str]:
+    """`cpu=32,memory=256Gi,pods=110` → a resource list."""
+    out = {}
+    for item in filter(None, value.split(",")):
+        name, sep, quantity = item.partition("=")
+        if not sep or not name or not quantity:
+            raise click.BadParameter(f"expected name=quantity, got {item!r}")
+        out[name.strip()] = quantity.strip()
+    return out
+
+
+@main.command("controller-manager")
+@click.option("--kubeconfig", type=click.Path(path_type=Path, exists=True), required=True)
+@click.option("--controllers", default="*", show_default=True,
+              help='Controllers to run: "*" for the defaults, "name" to enable, "-name" to disable.')
+@click.option("--leader-elect/--no-leader-elect", default=True, show_default=True)
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def controller_manager(kubeconfig: Path, controllers: str, leader_elect: bool, verbose: bool) -> None:
+    """Run the controllers (leader-elected)."""
+    from .controllers.manager import run_controller_manager
+
+    _setup_logging(verbose)
+    tune_gc()
+    uvloop.run(run_controller_manager(kubeconfig, controllers, leader_elect))
+
+
+@main.command()
+@click.option("--simulated", is_flag=True, required=True,
+              help="Run simulated nodes (the real container runtime arrives with a later release).")
+@click.option("--nodes", type=int, default=1, show_default=True, help="How many simulated nodes.")
+@click.option("--kubeconfig", type=click.Path(path_type=Path, exists=True), required=True)
+@click.option("--node-capacity", default="cpu=32,memory=256Gi,pods=110", show_default=True)
+@click.option("--name-prefix", default="sim-", show_default=True)
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def agent(simulated: bool, nodes: int, kubeconfig: Path, node_capacity: str, name_prefix: str,
+          verbose: bool) -> None:
+    """Join nodes to a cluster."""
+    from .kubelet.simulated import run_simulated_agent
+
+    _setup_logging(verbose)
+    tune_gc()
+    uvloop.run(run_simulated_agent(kubeconfig, nodes, _parse_capacity(node_capacity), name_prefix))
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False,

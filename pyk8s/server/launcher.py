@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +23,8 @@ from ..apiserver.app import APIServer, APIServerConfig
 from ..apiserver.authn import Authenticator
 from ..store.sqlite import SQLiteStore
 from .kubeconfig import load_token_file, write_kubeconfig
-from .pki import ensure_pki, server_ssl_context
+from .pki import PKI, ensure_pki, server_ssl_context
+from .supervisor import Supervisor
 
 log = logging.getLogger("pyk8s.server")
 
@@ -43,6 +45,11 @@ class ServerOptions:
     service_cidr: str = "10.43.0.0/16"
     cluster_cidr: str = "10.42.0.0/16"
     disable_agent: bool = False
+    simulated_nodes: int = 0
+    simulated_node_capacity: dict[str, str] = field(default_factory=dict)
+    controllers: str = "*"
+    disable_controller_manager: bool = False
+    verbose: bool = False
 
 
 def host_addresses() -> list[str]:
@@ -66,6 +73,44 @@ def _first_ipv4(addresses: list[str]) -> str:
         if parsed.version == 4 and not parsed.is_loopback:
             return ip
     return "127.0.0.1"
+
+
+def _component_kubeconfig(opts: ServerOptions, pki: PKI, server_url: str, name: str, user: str,
+                          groups: list[str]) -> Path:
+    """A kubeconfig with the component's own client certificate (its identity, as upstream's components)."""
+    cert, key = pki.issue_client_cert(user, groups)
+    path = opts.data_dir / "components" / f"{name}.kubeconfig"
+    path.parent.mkdir(exist_ok=True)
+    write_kubeconfig(path, server_url, pki.ca_cert.read_bytes(), cert, key, user=name)
+    return path
+
+
+def _components(opts: ServerOptions, pki: PKI, server_url: str) -> Supervisor:
+    """The child processes `pyk8s server` runs beside the apiserver."""
+    supervisor = Supervisor()
+    logs = opts.data_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    verbose = ["--verbose"] if opts.verbose else []
+    cli = [sys.executable, "-m", "pyk8s.cli"]
+    if not opts.disable_controller_manager:
+        kubeconfig = _component_kubeconfig(opts, pki, server_url, "controller-manager",
+                                           "system:kube-controller-manager", [])
+        supervisor.add("controller-manager", [*cli, "controller-manager", "--kubeconfig", str(kubeconfig),
+                                              "--controllers", opts.controllers, *verbose],
+                       log_path=logs / "controller-manager.log")
+    if opts.simulated_nodes:
+        # Simulated nodes share one identity in the system:nodes group (per-node certificates arrive with the
+        # node authorizer).
+        kubeconfig = _component_kubeconfig(opts, pki, server_url, "simulated-nodes", "system:node:simulated",
+                                           ["system:nodes"])
+        capacity = ",".join(f"{k}={v}" for k, v in opts.simulated_node_capacity.items())
+        supervisor.add("simulated-nodes", [*cli, "agent", "--simulated", "--nodes", str(opts.simulated_nodes),
+                                           "--kubeconfig", str(kubeconfig), *(["--node-capacity", capacity]
+                                                                              if capacity else []), *verbose],
+                       log_path=logs / "simulated-nodes.log")
+    elif not opts.disable_agent:
+        log.info("no local node yet: the real node agent arrives with a later release (use --simulated-nodes N)")
+    return supervisor
 
 
 async def run_server(opts: ServerOptions, *, ready: asyncio.Event | None = None,
@@ -100,10 +145,10 @@ async def run_server(opts: ServerOptions, *, ready: asyncio.Event | None = None,
         kubeconfig = data_dir / "kubeconfig.yaml"
         write_kubeconfig(kubeconfig, f"https://{local}:{server.port}", pki.ca_cert.read_bytes(),
                          pki.admin_cert.read_bytes(), pki.admin_key.read_bytes())
+        supervisor = _components(opts, pki, f"https://{local}:{server.port}")
+        await supervisor.start()
         log.info("cluster ready: kubeconfig written to %s (apiserver https://%s:%d)", kubeconfig, local,
                  server.port)
-        if opts.disable_agent:
-            log.info("the local agent is disabled (--disable-agent)")
         if ready is not None:
             ready.set()
         stop = stop or asyncio.Event()
@@ -115,6 +160,7 @@ async def run_server(opts: ServerOptions, *, ready: asyncio.Event | None = None,
                 pass
         await stop.wait()
         log.info("stopping")
+        await supervisor.stop()
     finally:
         await server.stop()
         await store.close()

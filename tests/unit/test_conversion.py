@@ -236,7 +236,7 @@ def test_annotations_decode_like_go():
     v2 = hpa_v1_to_v2(v1)
     assert v2["spec"]["behavior"] == {"scaleDown": {"selectPolicy": "Disabled"}}
     assert v2["spec"]["metrics"] == [{"type": "Pods", "pods": {"metric": {"name": "qps"},
-                                                               "target": {"type": "AverageValue", "averageValue": "1"}}}]
+                                                               "target": {"type": "AverageValue", "averageValue": "1"}}}]  # noqa: E501
 
 
 def test_annotation_json_escapes_html_characters_like_go():

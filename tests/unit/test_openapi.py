@@ -160,7 +160,7 @@ def test_subresources_reference_their_own_kinds():
     assert set(binding) == {"post", "parameters"}
     assert binding["post"]["operationId"] == "createCoreV1NamespacedPodBinding"
     assert binding["post"]["description"] == "create binding of a Pod"
-    assert binding["post"]["requestBody"]["content"]["*/*"]["schema"] == {"$ref": SCHEMAS + "io.k8s.api.core.v1.Binding"}
+    assert binding["post"]["requestBody"]["content"]["*/*"]["schema"] == {"$ref": SCHEMAS + "io.k8s.api.core.v1.Binding"}  # noqa: E501
     finalize = core["paths"]["/api/v1/namespaces/{name}/finalize"]
     assert set(finalize) == {"put", "parameters"}
     assert finalize["put"]["operationId"] == "replaceCoreV1NamespaceFinalize"
@@ -206,7 +206,7 @@ def test_schemas_are_converted_to_openapi_3():
     assert schemas["io.k8s.api.apps.v1.DeploymentSpec"]["required"] == ["selector", "template"]
     assert schemas["io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"]["properties"]["labels"] == {
         "additionalProperties": {"type": "string"}, "type": "object",
-        "description": schemas["io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"]["properties"]["labels"]["description"]}
+        "description": schemas["io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"]["properties"]["labels"]["description"]}  # noqa: E501
     assert schemas["io.k8s.apimachinery.pkg.util.intstr.IntOrString"]["format"] == "int-or-string"
     assert schemas["io.k8s.apimachinery.pkg.util.intstr.IntOrString"]["oneOf"] == [{"type": "integer"},
                                                                                    {"type": "string"}]

@@ -770,7 +770,7 @@ def test_persistent_volume_claim_cells() -> None:
 
 def test_storage_class_cells() -> None:
     sc = {"metadata": meta("standard", annotations={"storageclass.kubernetes.io/is-default-class": "true"}),
-          "provisioner": "rancher.io/local-path", "reclaimPolicy": "Retain", "volumeBindingMode": "WaitForFirstConsumer",
+          "provisioner": "rancher.io/local-path", "reclaimPolicy": "Retain", "volumeBindingMode": "WaitForFirstConsumer",  # noqa: E501
           "allowVolumeExpansion": True}
     assert cells("storage_class", sc) == ["standard (default)", "rancher.io/local-path", "Retain",
                                           "WaitForFirstConsumer", True, "5m"]
