@@ -12,12 +12,14 @@ import jsonpatch
 import orjson
 from aiohttp import web
 
-from ..api import errors, printers, schemas, strategic_merge
+from ..api import errors, managed_fields, printers, schemas, strategic_merge
 from ..api.errors import APIError
 from ..api.kinds import REGISTRY, Kind
+from ..api.meta import now_rfc3339
 from ..api.selectors import SelectorError, convert_field_selector, parse_field_selector, parse_label_selector
 from ..store import CompactedError
 from .negotiation import (
+    APPLY_PATCH,
     JSON,
     JSON_PATCH,
     MAX_BODY_BYTES,
@@ -39,7 +41,7 @@ log = logging.getLogger("pyk8s.apiserver.handlers")
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 _BODY_TYPES = (JSON, YAML, "application/x-yaml", "text/yaml", PROTOBUF, "")
-_PATCH_TYPES = [JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH]
+_PATCH_TYPES = [JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, APPLY_PATCH]
 BOOKMARK_INTERVAL = 60.0
 DEFAULT_WATCH_TIMEOUT = 1800
 
@@ -140,7 +142,13 @@ class ResourceHandler:
         for value in dry_run:
             if value != "All":
                 raise errors.bad_request(f'Invalid dry run value: "{value}". Valid values are: "All"')
-        return WriteOptions(dry_run=bool(dry_run), field_manager=request.query.get("fieldManager", ""))
+        manager = request.query.get("fieldManager", "")
+        if len(manager) > 128:
+            raise APIError(422, "Invalid", 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Too long: may not '
+                                           "be more than 128 bytes")
+        # Without a fieldManager, upstream names the writer after its User-Agent's product ("kubectl").
+        manager = manager or request.headers.get("User-Agent", "").split("/", 1)[0]
+        return WriteOptions(dry_run=bool(dry_run), field_manager=manager)
 
     def _field_validation(self, request: web.Request) -> str:
         value = request.query.get("fieldValidation", "")
@@ -323,6 +331,8 @@ class ResourceHandler:
         ctype = media_type(request.headers.get("Content-Type"))
         if ctype not in _PATCH_TYPES:
             raise errors.unsupported_media_type(_PATCH_TYPES)
+        if ctype == APPLY_PATCH:
+            return await self._apply(request, info, kind, subresource)
         raw, _ = await self._read_body(request, kind, tuple(_PATCH_TYPES))
         try:
             patch = orjson.loads(raw)
@@ -369,6 +379,44 @@ class ResourceHandler:
         updated, _ = await self.rest.update(self._storage(kind), info.namespace, info.name, apply, opts,
                                             subresource)
         return self._respond_object(request, kind, updated, 200, warnings)
+
+    async def _apply(self, request: web.Request, info: RequestInfo, kind: Kind, subresource: str) -> web.Response:
+        """Server-side apply (application/apply-patch+yaml): create-on-apply, ownership, conflicts."""
+        if not request.query.get("fieldManager"):
+            raise APIError(422, "Invalid", 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: '
+                                           "is required for apply patch")
+        raw, _ = await self._read_body(request, kind, (APPLY_PATCH,))
+        config = decode_body(raw, APPLY_PATCH, kind.kind, kind.api_version)
+        self._check_type(kind, config, info)
+        warnings: list[str] = []
+        self._check_fields(request, kind, None, config, warnings)
+        self._check_namespace(kind, info, config)
+        config.setdefault("apiVersion", kind.api_version)
+        config.setdefault("kind", kind.kind)
+        opts = self._write_options(request)
+        opts.applying = True
+        force = parse_bool(request.query.get("force"))
+
+        def apply_to(live: dict | None) -> dict:
+            try:
+                applied = managed_fields.apply(live, copy.deepcopy(config), manager=opts.field_manager, force=force,
+                                               api_version=kind.api_version, subresource=subresource,
+                                               now=now_rfc3339())
+            except managed_fields.ApplyConflict as exc:
+                raise exc.api_error() from None
+            return self._in(kind, applied)
+
+        def apply_to_current(current: dict) -> dict:
+            served = self._out(kind, current)
+            served["metadata"].pop("resourceVersion", None)  # apply carries no precondition of its own
+            return apply_to(served)
+
+        create_obj = None if subresource else apply_to(None)
+        if create_obj is not None:
+            create_obj["metadata"].setdefault("name", info.name)
+        updated, created = await self.rest.update(self._storage(kind), info.namespace, info.name, apply_to_current,
+                                                  opts, subresource, allow_create_obj=create_obj)
+        return self._respond_object(request, kind, updated, 201 if created else 200, warnings)
 
     @staticmethod
     def _strategic_merge(kind: Kind, served: dict, patch: dict) -> dict:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from ..api import errors
+from ..api import errors, managed_fields
 from ..api.errors import APIError
 from ..api.kinds import Kind
 from ..api.meta import metadata, now_rfc3339
@@ -33,6 +33,8 @@ _UPDATE_RETRIES = 16
 class WriteOptions:
     dry_run: bool = False
     field_manager: str = ""
+    # A server-side apply already set managedFields; other writes record their Update manager.
+    applying: bool = False
 
 
 @dataclass
@@ -245,6 +247,9 @@ class REST:
             raise errors.bad_request("resourceVersion should not be set on objects to be created")
         strategy.prepare_for_create(kind, obj, namespace)
         strategy.apply_defaults(kind, obj)
+        if not opts.applying:
+            managed_fields.record_update(None, obj, manager=opts.field_manager, api_version=kind.api_version,
+                                         subresource="", now=now_rfc3339())
         name = meta.get("name", "")
         errs = strategy.validate_create(kind, obj)
         if errs:
@@ -297,6 +302,10 @@ class REST:
             if requested_rv and requested_rv != str(old_rev):
                 raise errors.conflict(kind.plural, kind.group, name, errors.OPTIMISTIC_LOCK_MESSAGE)
             new = self._prepare_update(kind, new, old, subresource)
+            if not opts.applying and subresource in ("", "status"):
+                managed_fields.record_update(old, new, manager=opts.field_manager, api_version=kind.api_version,
+                                             subresource=subresource, now=now_rfc3339())
+                managed_fields.keep_unchanged_timestamps(old, new)
             # A binding is the one sanctioned change of a pod's spec.nodeName.
             errs = [] if subresource == "binding" else strategy.validate_update(kind, new, old)
             if errs:

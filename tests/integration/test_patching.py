@@ -174,3 +174,58 @@ def test_diff_replace_force_and_wait(cluster: Cluster, namespace: str, tmp_path)
                     json.dumps({"status": {"observedGeneration": 1, "conditions": [
                         {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"}]}}))
     cluster.kubectl("wait", "--for=condition=Available", "deploy/web", "-n", namespace, "--timeout=10s")
+
+
+def test_server_side_apply(cluster: Cluster, namespace: str, tmp_path):
+    manifest = tmp_path / "d.json"
+    manifest.write_text(json.dumps(dict(DEPLOYMENT, metadata={"name": "web", "namespace": namespace})))
+    assert "serverside-applied" in cluster.kubectl("apply", "--server-side", "-f", str(manifest)).stdout
+    obj = cluster.kubectl_json("get", "deploy", "web", "-n", namespace, "--show-managed-fields")
+    apply_entry = next(e for e in obj["metadata"]["managedFields"] if e["operation"] == "Apply")
+    assert apply_entry["manager"] == "kubectl" and apply_entry["fieldsType"] == "FieldsV1"
+    assert "f:replicas" in apply_entry["fieldsV1"]["f:spec"]
+    rv = obj["metadata"]["resourceVersion"]
+    cluster.kubectl("apply", "--server-side", "-f", str(manifest))
+    assert _get(cluster, namespace)["metadata"]["resourceVersion"] == rv  # an identical apply changes nothing
+    cluster.kubectl("scale", "deploy", "web", "-n", namespace, "--replicas=4")
+    conflict = cluster.kubectl("apply", "--server-side", "-f", str(manifest), check=False)
+    assert conflict.returncode != 0 and "Apply failed with 1 conflict" in conflict.stderr
+    assert ".spec.replicas" in conflict.stderr
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(manifest))
+    assert _get(cluster, namespace)["spec"]["replicas"] == 1
+    # A field the applier stops applying (and alone owned) is removed.
+    trimmed = json.loads(manifest.read_text())
+    del trimmed["spec"]["template"]["spec"]["containers"][1]
+    manifest.write_text(json.dumps(trimmed))
+    cluster.kubectl("apply", "--server-side", "-f", str(manifest))
+    names = [c["name"] for c in _get(cluster, namespace)["spec"]["template"]["spec"]["containers"]]
+    assert names == ["app"]
+
+
+def test_client_side_apply_migrates_to_server_side(cluster: Cluster, namespace: str, tmp_path):
+    manifest = tmp_path / "cm.json"
+    manifest.write_text(json.dumps({"apiVersion": "v1", "kind": "ConfigMap",
+                                    "metadata": {"name": "m", "namespace": namespace}, "data": {"a": "1"}}))
+    cluster.kubectl("apply", "-f", str(manifest))
+    managers = {e["manager"] for e in cluster.kubectl_json("get", "cm", "m", "-n", namespace,
+                                                           "--show-managed-fields")["metadata"]["managedFields"]}
+    assert managers == {"kubectl-client-side-apply"}
+    manifest.write_text(json.dumps({"apiVersion": "v1", "kind": "ConfigMap",
+                                    "metadata": {"name": "m", "namespace": namespace}, "data": {"a": "2"}}))
+    cluster.kubectl("apply", "--server-side", "-f", str(manifest))
+    obj = cluster.kubectl_json("get", "cm", "m", "-n", namespace, "--show-managed-fields")
+    assert obj["data"] == {"a": "2"}
+    assert "kubectl" in {e["manager"] for e in obj["metadata"]["managedFields"]}
+
+
+def test_apply_patch_needs_a_field_manager(cluster: Cluster, namespace: str):
+    from test_http import request
+
+    code, _, body = request(cluster, f"/api/v1/namespaces/{namespace}/configmaps/x", method="PATCH",
+                            body=b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
+                            headers={"Content-Type": "application/apply-patch+yaml"})
+    assert code == 422 and "fieldManager: Required value" in json.loads(body)["message"]
+    code, _, body = request(cluster, f"/api/v1/namespaces/{namespace}/configmaps/x?fieldManager=me", method="PATCH",
+                            body=b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata: {k: v}\n",
+                            headers={"Content-Type": "application/apply-patch+yaml"})
+    assert code == 201 and json.loads(body)["data"] == {"k": "v"}
