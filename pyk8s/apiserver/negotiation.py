@@ -40,6 +40,21 @@ _YAMLLoader.yaml_implicit_resolvers = {
 }
 
 
+async def read_body(request) -> bytes:
+    """The whole request body, refusing more than MAX_BODY_BYTES with 413 (a single read() of the
+    stream returns only what has arrived so far)."""
+    if request.content_length and request.content_length > MAX_BODY_BYTES:
+        raise errors.too_large()
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(65536):
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise errors.too_large()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def media_type(header: str | None) -> str:
     return (header or "").split(";", 1)[0].strip().lower()
 

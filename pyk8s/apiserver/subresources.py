@@ -12,7 +12,7 @@ from ..api.errors import APIError, FieldError
 from ..api.kinds import Kind
 from ..api.meta import now_rfc3339
 from ..api.selectors import label_selector_to_string
-from .negotiation import JSON_PATCH, MERGE_PATCH, decode_body, media_type
+from .negotiation import JSON_PATCH, MERGE_PATCH, decode_body, media_type, read_body
 from .requestinfo import RequestInfo
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ async def scale(handler: ResourceHandler, request: web.Request, info: RequestInf
         return json_response(_scale_of(kind, cached.obj))
     if verb not in ("update", "patch"):
         raise errors.method_not_allowed()
-    raw = await request.content.read()
+    raw = await read_body(request)
     ctype = media_type(request.headers.get("Content-Type"))
     if verb == "update":
         body = decode_body(raw, ctype, "Scale", "autoscaling/v1")

@@ -218,3 +218,11 @@ def test_immutable_fields_and_preconditions(cluster: Cluster):
     code, _, body = request(cluster, "/api/v1/namespaces/default/configmaps/frozen", method="DELETE", body=delete,
                             headers={"Content-Type": "application/json"})
     assert code == 409 and "Precondition failed: UID in precondition" in json.loads(body)["message"]
+
+
+def test_large_bodies_arrive_whole(cluster: Cluster):
+    # Bodies arrive in many TCP reads; a 2 MiB ConfigMap (under the 3 MiB limit) must be read in full.
+    data = {f"k{i}": "x" * 1000 for i in range(2000)}
+    code, obj = _post(cluster, "/api/v1/namespaces/default/configmaps",
+                      {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "large"}, "data": data})
+    assert code == 201 and len(obj["data"]) == 2000
