@@ -29,6 +29,10 @@ from ..client import APIClient, ClientConfig, EventRecorder, LeaderElector, Shar
 from ..client.workqueue import REAL_CLOCK, Clock
 from .garbagecollector import GarbageCollector
 from .namespace import NamespaceController
+from .nodeipam import NodeIPAMController
+from .nodelifecycle import NodeLifecycleController
+from .podgc import PodGCController
+from .replicaset import ReplicaSetController, replication_controller
 
 log = logging.getLogger("pyk8s.controllers.manager")
 
@@ -55,6 +59,7 @@ class ControllerContext:
     factory: SharedInformerFactory
     recorder: EventRecorder
     clock: Clock = REAL_CLOCK
+    options: dict[str, object] | None = None  # per-controller settings, e.g. {"cluster_cidr": ...}
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,15 @@ CONTROLLERS: dict[str, ControllerSpec] = {spec.name: spec for spec in (
                    aliases=("garbagecollector",)),
     ControllerSpec("namespace-controller", lambda ctx: NamespaceController(ctx.client, ctx.factory, clock=ctx.clock),
                    aliases=("namespace",)),
+    ControllerSpec("node-ipam-controller", NodeIPAMController.from_context, aliases=("nodeipam",)),
+    ControllerSpec("node-lifecycle-controller", NodeLifecycleController.from_context, aliases=("nodelifecycle",)),
+    ControllerSpec("pod-garbage-collector-controller", PodGCController.from_context, aliases=("podgc",)),
+    ControllerSpec("replicaset-controller",
+                   lambda ctx: ReplicaSetController(ctx.client, ctx.factory, ctx.recorder, clock=ctx.clock),
+                   aliases=("replicaset",), disabled_by_default=True),
+    ControllerSpec("replicationcontroller-controller",
+                   lambda ctx: replication_controller(ctx.client, ctx.factory, ctx.recorder, clock=ctx.clock),
+                   aliases=("replicationcontroller",), disabled_by_default=True),
 )}
 
 
@@ -130,8 +144,9 @@ class ControllerManager:
     def __init__(self, client: APIClient, *, controllers: str | Sequence[str] = "*", leader_elect: bool = True,
                  identity: str | None = None, lease_name: str = LEASE_NAME,
                  lease_namespace: str = LEASE_NAMESPACE, lease_duration: float = 15, renew_deadline: float = 10,
-                 retry_period: float = 2, clock: Clock = REAL_CLOCK):
+                 retry_period: float = 2, clock: Clock = REAL_CLOCK, options: dict[str, object] | None = None):
         self.client = client
+        self.options = options
         self.enabled = enabled_controllers(controllers)
         self.leader_elect = leader_elect
         self.identity = identity or default_identity()
@@ -163,7 +178,7 @@ class ControllerManager:
     async def _run_controllers(self) -> None:
         factory = SharedInformerFactory(self.client, clock=self.clock)
         recorder = EventRecorder(self.client, COMPONENT)
-        ctx = ControllerContext(self.client, factory, recorder, self.clock)
+        ctx = ControllerContext(self.client, factory, recorder, self.clock, self.options)
         # Build everything (registering every handler) before any informer starts, so none misses events.
         self.controllers = {name: CONTROLLERS[name].build(ctx) for name in self.enabled}
         factory.start()
