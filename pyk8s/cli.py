@@ -44,10 +44,11 @@ def main() -> None:
 @click.option("--simulated-node-capacity", default="cpu=32,memory=256Gi,pods=110", show_default=True)
 @click.option("--controllers", default="*", show_default=True, help="What the controller-manager runs.")
 @click.option("--disable-controller-manager", is_flag=True, help="Run no controller-manager.")
+@click.option("--disable-scheduler", is_flag=True, help="Run no scheduler.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def server(data_dir: Path | None, https_port: int, bind_address: str, advertise_address: str,
            token_file: Path | None, disable_agent: bool, simulated_nodes: int, simulated_node_capacity: str,
-           controllers: str, disable_controller_manager: bool, verbose: bool) -> None:
+           controllers: str, disable_controller_manager: bool, disable_scheduler: bool, verbose: bool) -> None:
     """Run a whole single-machine cluster (embedded SQLite store)."""
     _setup_logging(verbose)
     tune_gc()
@@ -56,6 +57,7 @@ def server(data_dir: Path | None, https_port: int, bind_address: str, advertise_
                          simulated_nodes=simulated_nodes,
                          simulated_node_capacity=_parse_capacity(simulated_node_capacity),
                          controllers=controllers, disable_controller_manager=disable_controller_manager,
+                         disable_scheduler=disable_scheduler,
                          verbose=verbose)
     uvloop.run(run_server(opts))
 
@@ -84,6 +86,21 @@ def controller_manager(kubeconfig: Path, controllers: str, leader_elect: bool, v
     _setup_logging(verbose)
     tune_gc()
     uvloop.run(run_controller_manager(kubeconfig, controllers, leader_elect))
+
+
+@main.command()
+@click.option("--kubeconfig", type=click.Path(path_type=Path, exists=True), required=True)
+@click.option("--scheduler-name", default="default-scheduler", show_default=True,
+              help="Schedule the pods whose spec.schedulerName is this.")
+@click.option("--leader-elect/--no-leader-elect", default=True, show_default=True)
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def scheduler(kubeconfig: Path, scheduler_name: str, leader_elect: bool, verbose: bool) -> None:
+    """Place pods on nodes (leader-elected)."""
+    from .scheduler import run_scheduler
+
+    _setup_logging(verbose)
+    tune_gc()
+    uvloop.run(run_scheduler(kubeconfig, scheduler_name, leader_elect))
 
 
 @main.command()

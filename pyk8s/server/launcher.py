@@ -49,6 +49,7 @@ class ServerOptions:
     simulated_node_capacity: dict[str, str] = field(default_factory=dict)
     controllers: str = "*"
     disable_controller_manager: bool = False
+    disable_scheduler: bool = False
     verbose: bool = False
 
 
@@ -98,6 +99,10 @@ def _components(opts: ServerOptions, pki: PKI, server_url: str) -> Supervisor:
         supervisor.add("controller-manager", [*cli, "controller-manager", "--kubeconfig", str(kubeconfig),
                                               "--controllers", opts.controllers, *verbose],
                        log_path=logs / "controller-manager.log")
+    if not opts.disable_scheduler:
+        kubeconfig = _component_kubeconfig(opts, pki, server_url, "scheduler", "system:kube-scheduler", [])
+        supervisor.add("scheduler", [*cli, "scheduler", "--kubeconfig", str(kubeconfig), *verbose],
+                       log_path=logs / "scheduler.log")
     if opts.simulated_nodes:
         # Simulated nodes share one identity in the system:nodes group (per-node certificates arrive with the
         # node authorizer).

@@ -112,7 +112,9 @@ def validate_tree(obj: dict) -> None:
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory) -> Iterator[Cluster]:
-    c = Cluster(tmp_path_factory.mktemp("pyk8s"))
+    # No scheduler here: these tests bind pods themselves and compare resourceVersions, and a scheduler writing
+    # PodScheduled=False on node-less pods would race them (test_all_in_one covers the full set of components).
+    c = Cluster(tmp_path_factory.mktemp("pyk8s"), ("--disable-scheduler",))
     c.start()
     yield c
     if c.process is not None:

@@ -25,7 +25,7 @@ from conftest import Cluster
 @pytest.fixture(scope="module")
 def cm_cluster(tmp_path_factory) -> Iterator[Cluster]:
     # The tests run their own managers: the server's must not act beside them.
-    c = Cluster(tmp_path_factory.mktemp("controllers"), ("--disable-controller-manager",))
+    c = Cluster(tmp_path_factory.mktemp("controllers"), ("--disable-controller-manager", "--disable-scheduler"))
     c.start()
     yield c
     if c.process is not None:

@@ -76,7 +76,7 @@ class AgentThread:
 
 @pytest.fixture(scope="module")
 def sim_cluster(tmp_path_factory) -> Iterator[Cluster]:
-    cluster = Cluster(tmp_path_factory.mktemp("pyk8s-sim"))
+    cluster = Cluster(tmp_path_factory.mktemp("pyk8s-sim"), ("--disable-controller-manager", "--disable-scheduler"))
     cluster.start()
     yield cluster
     if cluster.process is not None:
