@@ -82,6 +82,7 @@ from typing import Any
 import orjson
 
 from pyk8s.api.errors import APIError, bad_request
+from pyk8s.api.gofmt import quote
 from pyk8s.api.schemas import INT_OR_STRING, definition_for, definitions, ref_name, schema_type
 
 FieldPath = tuple[str, ...]
@@ -201,7 +202,7 @@ def _go_v(value: Any) -> str:
     """value.ToString: how field paths print key and set values."""
     kind = type(value)
     if kind is str:
-        return _go_quote(value)
+        return quote(value)
     if kind is bool:
         return "true" if value else "false"
     if value is None:
@@ -215,30 +216,6 @@ def _go_v(value: Any) -> str:
     return str(value)
 
 
-_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
-
-
-def _go_quote(s: str) -> str:
-    """strconv.Quote (what %q prints)."""
-    if s.isascii() and s.isprintable() and '"' not in s and "\\" not in s:
-        return f'"{s}"'
-    out = ['"']
-    for ch in s:
-        code = ord(ch)
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch in _GO_ESCAPES:
-            out.append(_GO_ESCAPES[ch])
-        elif ch.isprintable():
-            out.append(ch)
-        elif code < 0x80:
-            out.append(f"\\x{code:02x}")
-        elif code < 0x10000:
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(f"\\U{code:08x}")
-    out.append('"')
-    return "".join(out)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,7 +238,7 @@ def _canonical_pe(key: str) -> str | None:
         return key
     if kind == "i":
         if not _ATOI.fullmatch(body):
-            raise ValueError(f"strconv.Atoi: parsing {_go_quote(body)}: invalid syntax")
+            raise ValueError(f"strconv.Atoi: parsing {quote(body)}: invalid syntax")
         return f"i:{int(body)}"
     if kind == "v":
         return "v:" + _json(orjson.loads(body))
@@ -656,7 +633,7 @@ def _item_pe(t: _Type, item: Any) -> str:
                 value = t.key_defaults.get(name, _ABSENT)
                 if value is _ABSENT:
                     raise _TypedError(f"associative list with keys has an element that omits key field "
-                                      f"{_go_quote(name)} (and doesn't have default value)")
+                                      f"{quote(name)} (and doesn't have default value)")
             parts.append(prefix + (_json_str(value) if type(value) is str else _json(value)))
         return "k:{" + ",".join(parts) + "}"
     kind = type(item)
@@ -1154,7 +1131,7 @@ def _decode(entries: Any) -> _Managed:
         if not fields_type:
             raise ValueError(f"missing fieldsType in managed fields entry {i}")
         if fields_type != "FieldsV1":
-            raise ValueError(f"invalid fieldsType {_go_quote(fields_type)} in managed fields entry {i}")
+            raise ValueError(f"invalid fieldsType {quote(fields_type)} in managed fields entry {i}")
         ident = (entry.get("manager") or "", operation, api_version if operation == UPDATE else "",
                  entry.get("subresource") or "")
         fields = entry.get("fieldsV1")
@@ -1205,9 +1182,9 @@ def _sorted_idents(idents: Any) -> list[_Ident]:
 
 def _print_manager(ident: _Ident) -> str:
     manager, operation, api_version, subresource = ident
-    out = _go_quote(manager)
+    out = quote(manager)
     if subresource:
-        out += f" with subresource {_go_quote(subresource)}"
+        out += f" with subresource {quote(subresource)}"
     if operation == UPDATE:
         out += f" using {api_version}"
     return out

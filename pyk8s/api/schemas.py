@@ -37,6 +37,8 @@ from typing import Any
 
 import orjson
 
+from .gofmt import quote
+
 KUBERNETES_VERSION = "v1.32.0"
 _SCHEMA_SET = "v1.32.0-local-strict"
 _MAX_STRICT_ERRORS = 100  # sigs.k8s.io/json stops collecting there
@@ -183,30 +185,6 @@ def _parse_pairs(raw: bytes | str) -> Any:
     return json.loads(raw, object_pairs_hook=_Pairs)
 
 
-def _go_quote(s: str) -> str:
-    """strconv.Quote for the characters that appear in field names."""
-    if s.isascii() and s.isprintable() and '"' not in s and "\\" not in s:
-        return f'"{s}"'
-    out = ['"']
-    for ch in s:
-        code = ord(ch)
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch in _GO_ESCAPES:
-            out.append(_GO_ESCAPES[ch])
-        elif ch.isprintable():
-            out.append(ch)
-        elif code < 0x80:
-            out.append(f"\\x{code:02x}")
-        elif code < 0x10000:
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(f"\\U{code:08x}")
-    out.append('"')
-    return "".join(out)
-
-
-_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
 
 
 class _StrictErrors:
@@ -223,7 +201,7 @@ class _StrictErrors:
         if len(self.messages) >= _MAX_STRICT_ERRORS:
             return
         path = "".join(self.stack) + "." + key if self.stack else key
-        message = f"{what} {_go_quote(path)}"
+        message = f"{what} {quote(path)}"
         if message not in self.seen:
             self.seen.add(message)
             self.messages.append(message)

@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .gofmt import quote
+
 if TYPE_CHECKING:
     from .kinds import Kind
 
@@ -99,34 +101,15 @@ def label_value_errors(value: str) -> list[str]:
     return errs
 
 
-_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v",
-               '"': '\\"', "\\": "\\\\"}
-
-
-def go_quote(s: str) -> str:
-    """Go's %q (strconv.Quote), which field errors use to show string values."""
-    out = []
-    for ch in s:
-        if ch in _GO_ESCAPES:
-            out.append(_GO_ESCAPES[ch])
-        elif ch.isprintable():
-            out.append(ch)
-        elif ord(ch) < 0x80:
-            out.append(f"\\x{ord(ch):02x}")
-        elif ord(ch) < 0x10000:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(f"\\U{ord(ch):08x}")
-    return '"' + "".join(out) + '"'
 
 
 def _go_value(value: str | list[str]) -> str:
     if isinstance(value, str):
-        return go_quote(value)
+        return quote(value)
     # %#v of a []string; the values slice is nil whenever it is empty.
     if not value:
         return "[]string(nil)"
-    return "[]string{" + ", ".join(go_quote(v) for v in value) + "}"
+    return "[]string{" + ", ".join(quote(v) for v in value) + "}"
 
 
 def _invalid(path: str, value: str | list[str], detail: str) -> str:
@@ -219,7 +202,7 @@ def new_requirement(key: str, operator: str, values: list[str]) -> Requirement:
                 errs.append(_invalid(f"values[{i}]", value, "for 'Gt', 'Lt' operators, the value must be an integer"))
     else:
         supported = ", ".join(f'"{op}"' for op in (*_BINARY_OPERATORS, EXISTS, DOES_NOT_EXIST))
-        errs.append(f"operator: Unsupported value: {go_quote(operator)}: supported values: {supported}")
+        errs.append(f"operator: Unsupported value: {quote(operator)}: supported values: {supported}")
     for i, value in enumerate(values):
         value_errs = label_value_errors(value)
         if value_errs:
@@ -466,7 +449,7 @@ def label_selector_from_object(sel: Mapping | None) -> LabelSelector:
     for expr in expressions:
         operator = _SELECTOR_OPERATORS.get(expr.get("operator", ""))
         if operator is None:
-            raise SelectorError(f"{go_quote(expr.get('operator', ''))} is not a valid label selector operator")
+            raise SelectorError(f"{quote(expr.get('operator', ''))} is not a valid label selector operator")
         requirements.append(new_requirement(expr.get("key", ""), operator, list(expr.get("values") or [])))
     return LabelSelector(_sorted_by_key(requirements))
 

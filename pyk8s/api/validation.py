@@ -20,6 +20,7 @@ from itertools import takewhile
 from typing import Any
 
 from .errors import FieldError, duplicate, forbidden, invalid, not_supported, required
+from .gofmt import quote
 from .quantity import Quantity, QuantityError
 from .quantity import parse as parse_quantity
 
@@ -1315,17 +1316,13 @@ _CRON_DESCRIPTORS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@
 _DURATION_UNITS = ("ns", "us", "µs", "μs", "ms", "s", "m", "h")
 
 
-def _go_quote(text: str) -> str:
-    return json.dumps(text, ensure_ascii=False)
-
-
 def _atoi(text: str) -> tuple[int, str | None]:
     """strconv.Atoi as cron uses it: (value, error)."""
     if not re.fullmatch(r"[+-]?[0-9]+", text, re.ASCII):
-        return 0, f"failed to parse int from {text}: strconv.Atoi: parsing {_go_quote(text)}: invalid syntax"
+        return 0, f"failed to parse int from {text}: strconv.Atoi: parsing {quote(text)}: invalid syntax"
     value = int(text)
     if not -(2**63) <= value < 2**63:
-        return 0, f"failed to parse int from {text}: strconv.Atoi: parsing {_go_quote(text)}: value out of range"
+        return 0, f"failed to parse int from {text}: strconv.Atoi: parsing {quote(text)}: value out of range"
     if value < 0:
         return 0, f"negative number ({value}) not allowed: {text}"
     return value, None
@@ -1377,7 +1374,7 @@ def _cron_range_error(expr: str, low: int, high: int, names: dict[str, int]) -> 
 
 def _duration_error(text: str) -> str | None:
     """time.ParseDuration's complaint about a duration, if any."""
-    invalid_duration = f"time: invalid duration {_go_quote(text)}"
+    invalid_duration = f"time: invalid duration {quote(text)}"
     rest = text[1:] if text[:1] in ("+", "-") else text
     if rest == "0":
         return None
@@ -1390,9 +1387,9 @@ def _duration_error(text: str) -> str | None:
         rest = rest[number.end():]
         unit = "".join(takewhile(lambda ch: ch not in "0123456789.", rest))
         if not unit:
-            return f"time: missing unit in duration {_go_quote(text)}"
+            return f"time: missing unit in duration {quote(text)}"
         if unit not in _DURATION_UNITS:
-            return f"time: unknown unit {_go_quote(unit)} in duration {_go_quote(text)}"
+            return f"time: unknown unit {quote(unit)} in duration {quote(text)}"
         rest = rest[len(unit):]
     return None
 
