@@ -121,6 +121,41 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
         c.stop()
 
 
+# A server with no components beside the apiserver, for tests that run the component under test themselves.
+BARE = ("--disable-controller-manager", "--disable-scheduler")
+
+
+@pytest.fixture(scope="module")
+def bare_cluster(tmp_path_factory) -> Iterator[Cluster]:
+    """One component-less server per test module."""
+    c = Cluster(tmp_path_factory.mktemp("bare"), BARE)
+    c.start()
+    yield c
+    if c.process is not None:
+        c.stop()
+
+
+@pytest.fixture
+async def client(bare_cluster: Cluster):
+    """An unthrottled pyk8s.client APIClient on the bare cluster."""
+    from pyk8s.client import APIClient
+
+    async with APIClient.from_kubeconfig(str(bare_cluster.kubeconfig), qps=0) as api:
+        yield api
+
+
+def eventually(check, timeout: float = 20, interval: float = 0.2):
+    """Poll `check` until it returns something truthy (and return it) or fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"condition not met in {timeout}s; last result: {last!r}")
+
+
 @pytest.fixture(scope="session")
 def api_client(cluster: Cluster):
     from kubernetes import client, config

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -20,22 +20,6 @@ from pyk8s.client import APIClient, APIStatusError, is_not_found
 from pyk8s.controllers.manager import ControllerManager
 
 from conftest import Cluster
-
-
-@pytest.fixture(scope="module")
-def cm_cluster(tmp_path_factory) -> Iterator[Cluster]:
-    # The tests run their own managers: the server's must not act beside them.
-    c = Cluster(tmp_path_factory.mktemp("controllers"), ("--disable-controller-manager", "--disable-scheduler"))
-    c.start()
-    yield c
-    if c.process is not None:
-        c.stop()
-
-
-@pytest.fixture
-async def client(cm_cluster: Cluster) -> AsyncIterator[APIClient]:
-    async with APIClient.from_kubeconfig(str(cm_cluster.kubeconfig), qps=0) as api:
-        yield api
 
 
 @pytest.fixture
@@ -122,7 +106,7 @@ async def release(client: APIClient, name: str, ns: str) -> None:
 # ---- namespace controller ---------------------------------------------------------------
 
 
-async def test_kubectl_delete_namespace_removes_content(cm_cluster: Cluster, client: APIClient,
+async def test_kubectl_delete_namespace_removes_content(bare_cluster: Cluster, client: APIClient,
                                                         manager: ControllerManager):
     ns = "doomed"
     await client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
@@ -138,7 +122,7 @@ async def test_kubectl_delete_namespace_removes_content(cm_cluster: Cluster, cli
     await client.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": ns},
                          "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
 
-    deleting = asyncio.ensure_future(kubectl(cm_cluster, "delete", "namespace", ns))
+    deleting = asyncio.ensure_future(kubectl(bare_cluster, "delete", "namespace", ns))
 
     async def finalizer_reported() -> bool:
         conditions = ((await client.get("namespaces", ns)).get("status") or {}).get("conditions") or []
@@ -176,7 +160,7 @@ async def test_kubectl_delete_namespace_removes_content(cm_cluster: Cluster, cli
 # ---- garbage collector ------------------------------------------------------------------
 
 
-async def test_background_deletion_collects_dependents(cm_cluster: Cluster, client: APIClient, ns: str,
+async def test_background_deletion_collects_dependents(bare_cluster: Cluster, client: APIClient, ns: str,
                                                        manager: ControllerManager):
     owner = await client.create(configmap("owner", ns))
     other = await client.create(configmap("other-owner", ns))
@@ -191,7 +175,7 @@ async def test_background_deletion_collects_dependents(cm_cluster: Cluster, clie
     await asyncio.sleep(0.5)
     assert not await gone(client, "configmaps", "d1", ns)  # owners exist: nothing to collect
 
-    await kubectl(cm_cluster, "delete", "configmap", "owner", "-n", ns)
+    await kubectl(bare_cluster, "delete", "configmap", "owner", "-n", ns)
     await client.delete("clusterroles", f"{ns}-owner")
 
     for name in ("d1", "d2", "orphaned-at-birth", "owned-by-cluster-scoped"):
@@ -205,7 +189,7 @@ async def test_background_deletion_collects_dependents(cm_cluster: Cluster, clie
     assert not await gone(client, "configmaps", "other-owner", ns)
 
 
-async def test_foreground_deletion_waits_for_blocking_dependents(cm_cluster: Cluster, client: APIClient, ns: str,
+async def test_foreground_deletion_waits_for_blocking_dependents(bare_cluster: Cluster, client: APIClient, ns: str,
                                                                  manager: ControllerManager):
     owner = await client.create(configmap("owner", ns))
     await client.create(configmap("blocker", ns, owners=(owner_ref(owner, block=True),),
@@ -214,7 +198,7 @@ async def test_foreground_deletion_waits_for_blocking_dependents(cm_cluster: Clu
     await client.create(configmap("leaf", ns, owners=(owner_ref(middle, block=True),)))
     await client.create(configmap("loose", ns, owners=(owner_ref(owner),)))
 
-    deleting = asyncio.ensure_future(kubectl(cm_cluster, "delete", "configmap", "owner", "-n", ns,
+    deleting = asyncio.ensure_future(kubectl(bare_cluster, "delete", "configmap", "owner", "-n", ns,
                                              "--cascade=foreground"))
     for name in ("middle", "leaf", "loose"):
         await eventually(lambda name=name: gone(client, "configmaps", name, ns), what=f"{name} to be deleted")
@@ -235,10 +219,10 @@ async def test_foreground_deletion_waits_for_blocking_dependents(cm_cluster: Clu
     assert await gone(client, "configmaps", "blocker", ns)
 
     await client.create(configmap("alone", ns))  # nothing to wait for: the finalizer goes at once
-    await kubectl(cm_cluster, "delete", "configmap", "alone", "-n", ns, "--cascade=foreground", timeout=20)
+    await kubectl(bare_cluster, "delete", "configmap", "alone", "-n", ns, "--cascade=foreground", timeout=20)
 
 
-async def test_orphan_deletion_keeps_dependents(cm_cluster: Cluster, client: APIClient, ns: str,
+async def test_orphan_deletion_keeps_dependents(bare_cluster: Cluster, client: APIClient, ns: str,
                                                 manager: ControllerManager):
     owner = await client.create(configmap("owner", ns))
     other = await client.create(configmap("other-owner", ns))
@@ -246,7 +230,7 @@ async def test_orphan_deletion_keeps_dependents(cm_cluster: Cluster, client: API
         await client.create(configmap(name, ns, owners=(owner_ref(owner, block=True),)))
     await client.create(configmap("shared", ns, owners=(owner_ref(owner), owner_ref(other))))
 
-    result = await kubectl(cm_cluster, "delete", "configmap", "owner", "-n", ns, "--cascade=orphan")
+    result = await kubectl(bare_cluster, "delete", "configmap", "owner", "-n", ns, "--cascade=orphan")
     assert 'configmap "owner" deleted' in result.stdout
     assert await gone(client, "configmaps", "owner", ns)
     for name in ("o1", "o2"):
@@ -256,7 +240,7 @@ async def test_orphan_deletion_keeps_dependents(cm_cluster: Cluster, client: API
     assert not await gone(client, "configmaps", "o1", ns)
 
     await client.create(configmap("alone", ns))
-    await kubectl(cm_cluster, "delete", "configmap", "alone", "-n", ns, "--cascade=orphan", timeout=20)
+    await kubectl(bare_cluster, "delete", "configmap", "alone", "-n", ns, "--cascade=orphan", timeout=20)
 
 
 # ---- the process ------------------------------------------------------------------------
@@ -294,7 +278,7 @@ def start_manager_process(cluster: Cluster, log_path: Path) -> subprocess.Popen:
                                  str(cluster.kubeconfig), "--leader-elect=false"], stdout=log, stderr=subprocess.STDOUT)
 
 
-async def test_killed_manager_finishes_the_work_after_restart(cm_cluster: Cluster, client: APIClient, ns: str,
+async def test_killed_manager_finishes_the_work_after_restart(bare_cluster: Cluster, client: APIClient, ns: str,
                                                              tmp_path: Path):
     count = 120
     background_owner = await client.create(configmap("bg-owner", ns))
@@ -313,7 +297,7 @@ async def test_killed_manager_finishes_the_work_after_restart(cm_cluster: Cluste
         return len(left), len(owned)
 
     log_path = tmp_path / "controller-manager.log"
-    process = start_manager_process(cm_cluster, log_path)
+    process = start_manager_process(bare_cluster, log_path)
     try:
         await client.delete("configmaps", "bg-owner", ns)
         await client.delete("configmaps", "orphan-owner", ns, propagation_policy="Orphan")
@@ -328,7 +312,7 @@ async def test_killed_manager_finishes_the_work_after_restart(cm_cluster: Cluste
         at_kill = await progress()
         assert at_kill != (0, 0), "the work finished before the kill; the test proves nothing"
 
-        process = start_manager_process(cm_cluster, log_path)
+        process = start_manager_process(bare_cluster, log_path)
         await eventually(lambda: _done(progress), timeout=30, what="the work to finish")
         await eventually(lambda: gone(client, "configmaps", "orphan-owner", ns), what="the orphan finalizer to go")
         assert await gone(client, "configmaps", "bg-owner", ns)

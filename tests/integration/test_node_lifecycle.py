@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from test_controllers import eventually, get_or_none
@@ -37,21 +37,6 @@ class Agent(AgentThread):
         await self.nodes.wait_registered(30)
 
 
-@pytest.fixture(scope="module")
-def nl_cluster(tmp_path_factory) -> Iterator[Cluster]:
-    c = Cluster(tmp_path_factory.mktemp("nodelifecycle"), ("--disable-controller-manager", "--disable-scheduler"))
-    c.start()
-    yield c
-    if c.process is not None:
-        c.stop()
-
-
-@pytest.fixture
-async def client(nl_cluster: Cluster) -> AsyncIterator[APIClient]:
-    async with APIClient.from_kubeconfig(str(nl_cluster.kubeconfig), qps=0) as api:
-        yield api
-
-
 @pytest.fixture
 async def manager(client: APIClient) -> AsyncIterator[ControllerManager]:
     mgr = ControllerManager(client, controllers=CONTROLLERS, leader_elect=False, options=dict(OPTIONS))
@@ -66,8 +51,8 @@ async def manager(client: APIClient) -> AsyncIterator[ControllerManager]:
 
 
 @pytest.fixture
-async def agent(nl_cluster: Cluster, manager: ControllerManager) -> AsyncIterator[Agent]:
-    agent = Agent(nl_cluster)
+async def agent(bare_cluster: Cluster, manager: ControllerManager) -> AsyncIterator[Agent]:
+    agent = Agent(bare_cluster)
     await asyncio.to_thread(agent.start)
     yield agent
     await asyncio.to_thread(agent.stop)

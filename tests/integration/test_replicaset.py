@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -33,21 +33,6 @@ async def eventually(check: Callable[[], bool | Awaitable[bool]], timeout: float
 
 def kubectl(cluster: Cluster, *args: str) -> Awaitable[subprocess.CompletedProcess]:
     return asyncio.to_thread(cluster.kubectl, *args, timeout=60)
-
-
-@pytest.fixture(scope="module")
-def rs_cluster(tmp_path_factory) -> Iterator[Cluster]:
-    c = Cluster(tmp_path_factory.mktemp("replicaset"), ("--disable-controller-manager", "--disable-scheduler"))
-    c.start()
-    yield c
-    if c.process is not None:
-        c.stop()
-
-
-@pytest.fixture
-async def client(rs_cluster: Cluster) -> AsyncIterator[APIClient]:
-    async with APIClient.from_kubeconfig(str(rs_cluster.kubeconfig), qps=0) as api:
-        yield api
 
 
 @pytest.fixture
@@ -83,7 +68,7 @@ async def mark_ready(client: APIClient, pod: dict) -> None:
         pod["metadata"]["namespace"])
 
 
-async def test_replicaset_lifecycle(rs_cluster: Cluster, client: APIClient, manager: ControllerManager):
+async def test_replicaset_lifecycle(bare_cluster: Cluster, client: APIClient, manager: ControllerManager):
     ns = "rs-life"
     await client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
     # An orphan that matches the selector is there first: it is adopted and counts as one of the 3.
@@ -120,7 +105,7 @@ async def test_replicaset_lifecycle(rs_cluster: Cluster, client: APIClient, mana
 
     await eventually(lambda: status_is(replicas=3, readyReplicas=2, availableReplicas=2, fullyLabeledReplicas=2,
                                        observedGeneration=1), what="status")
-    out = await kubectl(rs_cluster, "get", "rs", "web", "-n", ns)
+    out = await kubectl(bare_cluster, "get", "rs", "web", "-n", ns)
     assert out.returncode == 0, out.stderr
     header, row = out.stdout.splitlines()[:2]
     assert header.split()[:4] == ["NAME", "DESIRED", "CURRENT", "READY"]

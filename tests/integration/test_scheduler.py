@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -18,7 +17,7 @@ from pyk8s.client import APIClient
 from pyk8s.kubelet.simulated import SimulatedNodes, simulated_client_config
 from pyk8s.scheduler import run_scheduler
 
-from conftest import Cluster
+from conftest import BARE, Cluster, eventually
 
 PREFIX = "sched-"
 
@@ -72,7 +71,7 @@ class Background:
 
 @pytest.fixture(scope="module")
 def sched_cluster(tmp_path_factory) -> Iterator[Cluster]:
-    cluster = Cluster(tmp_path_factory.mktemp("pyk8s-sched"), ("--disable-controller-manager", "--disable-scheduler"))
+    cluster = Cluster(tmp_path_factory.mktemp("pyk8s-sched"), BARE)
     cluster.start()
     bg = Background(cluster)
     bg.start()
@@ -83,17 +82,6 @@ def sched_cluster(tmp_path_factory) -> Iterator[Cluster]:
     yield cluster
     bg.stop()
     cluster.stop()
-
-
-def eventually(check: Callable[[], object], timeout: float = 20, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met in {timeout}s; last result: {last!r}")
 
 
 def create_pod(cluster: Cluster, name: str, cpu: str = "100m", **spec) -> None:

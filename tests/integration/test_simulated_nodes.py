@@ -11,14 +11,14 @@ import ipaddress
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from pyk8s.client import APIClient
 from pyk8s.kubelet.simulated import SimulatedNodes, simulated_client_config
 
-from conftest import Cluster
+from conftest import Cluster, eventually
 
 COUNT = 5
 PREFIX = "simt-"
@@ -75,32 +75,11 @@ class AgentThread:
 
 
 @pytest.fixture(scope="module")
-def sim_cluster(tmp_path_factory) -> Iterator[Cluster]:
-    cluster = Cluster(tmp_path_factory.mktemp("pyk8s-sim"), ("--disable-controller-manager", "--disable-scheduler"))
-    cluster.start()
-    yield cluster
-    if cluster.process is not None:
-        cluster.stop()
-
-
-@pytest.fixture(scope="module")
-def agent(sim_cluster: Cluster) -> Iterator[AgentThread]:
-    agent = AgentThread(sim_cluster)
+def agent(bare_cluster: Cluster) -> Iterator[AgentThread]:
+    agent = AgentThread(bare_cluster)
     agent.start()
     yield agent
     agent.stop()
-
-
-def eventually(check: Callable[[], object], timeout: float = 20, interval: float = 0.2):
-    """Poll `check` until it returns something truthy (and return it) or fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met in {timeout}s; last result: {last!r}")
 
 
 def apply_pod(cluster: Cluster, name: str, *, annotations: dict | None = None, restart_policy: str = "Always",
@@ -121,20 +100,20 @@ def pod_row(cluster: Cluster, name: str) -> list[str]:
     return lines[1].split() if len(lines) > 1 else []
 
 
-def test_nodes_register_and_show_ready_in_kubectl(sim_cluster: Cluster, agent: AgentThread):
-    nodes = sim_cluster.kubectl_json("get", "nodes", "-l", "node.kubernetes.io/instance-type=simulated")
+def test_nodes_register_and_show_ready_in_kubectl(bare_cluster: Cluster, agent: AgentThread):
+    nodes = bare_cluster.kubectl_json("get", "nodes", "-l", "node.kubernetes.io/instance-type=simulated")
     names = sorted(n["metadata"]["name"] for n in nodes["items"])
     assert names == [f"{PREFIX}{i}" for i in range(COUNT)]
     zones = {n["metadata"]["labels"]["topology.kubernetes.io/zone"] for n in nodes["items"]}
     assert zones == {"zone-a", "zone-b", "zone-c"}
-    rows = [line.split() for line in sim_cluster.kubectl("get", "nodes", "-o", "wide").stdout.splitlines()[1:]]
+    rows = [line.split() for line in bare_cluster.kubectl("get", "nodes", "-o", "wide").stdout.splitlines()[1:]]
     assert len(rows) == COUNT
     for row in rows:
         assert row[1] == "Ready" and row[4] == "v1.32.0-pyk8s-sim", row
         assert row[5].startswith("10.200.") and row[-1] == "simulated://1.0", row
     # With no node IPAM controller running, every node gets a pod CIDR of its own.
     def pod_cidrs() -> list[str] | None:
-        found = [n["spec"].get("podCIDR") for n in sim_cluster.kubectl_json("get", "nodes")["items"]
+        found = [n["spec"].get("podCIDR") for n in bare_cluster.kubectl_json("get", "nodes")["items"]
                  if n["metadata"]["name"].startswith(PREFIX)]
         return found if all(found) else None
 
@@ -142,92 +121,92 @@ def test_nodes_register_and_show_ready_in_kubectl(sim_cluster: Cluster, agent: A
     assert len(set(cidrs)) == COUNT
 
 
-def test_describe_node(sim_cluster: Cluster, agent: AgentThread):
-    out = sim_cluster.kubectl("describe", "node", f"{PREFIX}0").stdout
+def test_describe_node(bare_cluster: Cluster, agent: AgentThread):
+    out = bare_cluster.kubectl("describe", "node", f"{PREFIX}0").stdout
     assert "KubeletReady" in out and "kubelet is posting ready status" in out
     assert f"HolderIdentity:  {PREFIX}0" in out
     assert "Container Runtime Version:  simulated://1.0" in out
     assert "InternalIP:  10.200.0.1" in out
 
 
-def test_leases_renew(sim_cluster: Cluster, agent: AgentThread):
-    lease = sim_cluster.kubectl_json("get", "lease", f"{PREFIX}1", "-n", "kube-node-lease")
+def test_leases_renew(bare_cluster: Cluster, agent: AgentThread):
+    lease = bare_cluster.kubectl_json("get", "lease", f"{PREFIX}1", "-n", "kube-node-lease")
     assert lease["spec"]["holderIdentity"] == f"{PREFIX}1" and lease["spec"]["leaseDurationSeconds"] == 40
     assert lease["metadata"]["ownerReferences"][0]["kind"] == "Node"
     first = lease["spec"]["renewTime"]
-    eventually(lambda: lease_renew_time(sim_cluster, f"{PREFIX}1") > first, timeout=3 * RENEW)
+    eventually(lambda: lease_renew_time(bare_cluster, f"{PREFIX}1") > first, timeout=3 * RENEW)
 
 
-def test_bound_pod_becomes_running_and_ready(sim_cluster: Cluster, agent: AgentThread):
-    apply_pod(sim_cluster, "web")
+def test_bound_pod_becomes_running_and_ready(bare_cluster: Cluster, agent: AgentThread):
+    apply_pod(bare_cluster, "web")
     agent.bind("default", "web", f"{PREFIX}2")
-    sim_cluster.kubectl("wait", "--for=condition=Ready", "pod/web", "--timeout=20s")
-    pod = sim_cluster.kubectl_json("get", "pod", "web")
-    cidr = eventually(lambda: sim_cluster.kubectl("get", "node", f"{PREFIX}2", "-o",
+    bare_cluster.kubectl("wait", "--for=condition=Ready", "pod/web", "--timeout=20s")
+    pod = bare_cluster.kubectl_json("get", "pod", "web")
+    cidr = eventually(lambda: bare_cluster.kubectl("get", "node", f"{PREFIX}2", "-o",
                                                   "jsonpath={.spec.podCIDR}").stdout)
     assert ipaddress.ip_address(pod["status"]["podIP"]) in ipaddress.ip_network(cidr)
     assert pod["status"]["phase"] == "Running" and pod["status"]["hostIP"] == "10.200.0.3"
     status = pod["status"]["containerStatuses"][0]
     assert status["ready"] and status["started"] and status["containerID"].startswith("simulated://")
-    row = pod_row(sim_cluster, "web")
+    row = pod_row(bare_cluster, "web")
     assert row[1:3] == ["1/1", "Running"]
 
 
-def test_run_seconds_pod_with_restart_never_completes(sim_cluster: Cluster, agent: AgentThread):
-    apply_pod(sim_cluster, "job", annotations={"sim.pyk8s.io/run-seconds": "1"}, restart_policy="Never")
+def test_run_seconds_pod_with_restart_never_completes(bare_cluster: Cluster, agent: AgentThread):
+    apply_pod(bare_cluster, "job", annotations={"sim.pyk8s.io/run-seconds": "1"}, restart_policy="Never")
     agent.bind("default", "job", f"{PREFIX}3")
-    sim_cluster.kubectl("wait", "--for=jsonpath={.status.phase}=Succeeded", "pod/job", "--timeout=20s")
-    assert pod_row(sim_cluster, "job")[1:3] == ["0/1", "Completed"]
-    terminated = sim_cluster.kubectl_json("get", "pod", "job")["status"]["containerStatuses"][0]["state"]["terminated"]
+    bare_cluster.kubectl("wait", "--for=jsonpath={.status.phase}=Succeeded", "pod/job", "--timeout=20s")
+    assert pod_row(bare_cluster, "job")[1:3] == ["0/1", "Completed"]
+    terminated = bare_cluster.kubectl_json("get", "pod", "job")["status"]["containerStatuses"][0]["state"]["terminated"]
     assert terminated["exitCode"] == 0 and terminated["reason"] == "Completed"
 
 
-def test_failing_pod_with_restart_on_failure_restarts(sim_cluster: Cluster, agent: AgentThread):
-    apply_pod(sim_cluster, "crash", annotations={"sim.pyk8s.io/run-seconds": "1", "sim.pyk8s.io/exit-code": "1"},
+def test_failing_pod_with_restart_on_failure_restarts(bare_cluster: Cluster, agent: AgentThread):
+    apply_pod(bare_cluster, "crash", annotations={"sim.pyk8s.io/run-seconds": "1", "sim.pyk8s.io/exit-code": "1"},
               restart_policy="OnFailure")
     agent.bind("default", "crash", f"{PREFIX}3")
     # First crash restarts at once; the second one waits out a 10 s back-off.
-    row = eventually(lambda: (r := pod_row(sim_cluster, "crash")) and r[2] == "CrashLoopBackOff" and r)
+    row = eventually(lambda: (r := pod_row(bare_cluster, "crash")) and r[2] == "CrashLoopBackOff" and r)
     assert row[3] == "1"
-    status = sim_cluster.kubectl_json("get", "pod", "crash")["status"]
+    status = bare_cluster.kubectl_json("get", "pod", "crash")["status"]
     assert status["phase"] == "Running"
     container = status["containerStatuses"][0]
     assert container["lastState"]["terminated"]["exitCode"] == 1
     assert container["state"]["waiting"]["message"].startswith("back-off 10s restarting failed container=main")
 
 
-def test_deletion_completes(sim_cluster: Cluster, agent: AgentThread):
-    apply_pod(sim_cluster, "doomed")
+def test_deletion_completes(bare_cluster: Cluster, agent: AgentThread):
+    apply_pod(bare_cluster, "doomed")
     agent.bind("default", "doomed", f"{PREFIX}4")
-    sim_cluster.kubectl("wait", "--for=condition=Ready", "pod/doomed", "--timeout=20s")
+    bare_cluster.kubectl("wait", "--for=condition=Ready", "pod/doomed", "--timeout=20s")
     started = time.monotonic()
-    sim_cluster.kubectl("delete", "pod", "doomed", "--timeout=20s")  # waits until the pod is gone
+    bare_cluster.kubectl("delete", "pod", "doomed", "--timeout=20s")  # waits until the pod is gone
     assert time.monotonic() - started < 10
-    assert sim_cluster.kubectl("get", "pod", "doomed", check=False).returncode != 0
+    assert bare_cluster.kubectl("get", "pod", "doomed", check=False).returncode != 0
 
 
-def test_heartbeat_failure_by_annotation_stops_lease_renewals(sim_cluster: Cluster, agent: AgentThread):
+def test_heartbeat_failure_by_annotation_stops_lease_renewals(bare_cluster: Cluster, agent: AgentThread):
     node = f"{PREFIX}0"
-    sim_cluster.kubectl("annotate", "node", node, "sim.pyk8s.io/heartbeat=stopped")
+    bare_cluster.kubectl("annotate", "node", node, "sim.pyk8s.io/heartbeat=stopped")
     time.sleep(0.5)  # a renewal already in flight may still land
-    stopped_at = lease_renew_time(sim_cluster, node)
+    stopped_at = lease_renew_time(bare_cluster, node)
     time.sleep(2.5 * RENEW)
-    assert lease_renew_time(sim_cluster, node) == stopped_at
-    sim_cluster.kubectl("annotate", "node", node, "sim.pyk8s.io/heartbeat-")
-    eventually(lambda: lease_renew_time(sim_cluster, node) > stopped_at, timeout=5)
+    assert lease_renew_time(bare_cluster, node) == stopped_at
+    bare_cluster.kubectl("annotate", "node", node, "sim.pyk8s.io/heartbeat-")
+    eventually(lambda: lease_renew_time(bare_cluster, node) > stopped_at, timeout=5)
 
 
-def test_failed_node_leaves_its_pods_alone_until_it_recovers(sim_cluster: Cluster, agent: AgentThread):
+def test_failed_node_leaves_its_pods_alone_until_it_recovers(bare_cluster: Cluster, agent: AgentThread):
     node = f"{PREFIX}1"
     agent.fail(node)
     time.sleep(0.5)
-    stopped_at = lease_renew_time(sim_cluster, node)
-    apply_pod(sim_cluster, "orphan")
+    stopped_at = lease_renew_time(bare_cluster, node)
+    apply_pod(bare_cluster, "orphan")
     agent.bind("default", "orphan", node)
     time.sleep(2 * RENEW)
-    assert lease_renew_time(sim_cluster, node) == stopped_at
-    pod = sim_cluster.kubectl_json("get", "pod", "orphan")
+    assert lease_renew_time(bare_cluster, node) == stopped_at
+    pod = bare_cluster.kubectl_json("get", "pod", "orphan")
     assert pod["status"]["phase"] == "Pending" and "containerStatuses" not in pod["status"]
     agent.recover(node)
-    sim_cluster.kubectl("wait", "--for=condition=Ready", "pod/orphan", "--timeout=20s")
-    assert lease_renew_time(sim_cluster, node) > stopped_at
+    bare_cluster.kubectl("wait", "--for=condition=Ready", "pod/orphan", "--timeout=20s")
+    assert lease_renew_time(bare_cluster, node) > stopped_at
