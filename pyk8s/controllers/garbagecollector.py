@@ -656,7 +656,15 @@ class GarbageCollector:
 
     async def _patch_owner_references(self, identity: ObjectIdentity,
                                       edit: Callable[[list[dict]], list[dict]]) -> None:
-        """Read-modify-write of metadata.ownerReferences, conditional on the resourceVersion read."""
+        await self._patch_metadata_list(identity, "ownerReferences", lambda refs: edit([dict(r) for r in refs]))
+
+    async def _remove_finalizer(self, identity: ObjectIdentity, finalizer: str) -> None:
+        await self._patch_metadata_list(identity, "finalizers", lambda names: [f for f in names if f != finalizer])
+
+    async def _patch_metadata_list(self, identity: ObjectIdentity, field: str,
+                                   edit: Callable[[list], list]) -> None:
+        """Read-modify-write of a metadata list, conditional on the resourceVersion read (a merge patch
+        replaces the whole list, so the precondition is what keeps concurrent writers' entries)."""
         resource = _resource(identity.api_version, identity.kind)
         namespace = identity.namespace if resource.namespaced else None
         for _ in range(PATCH_RETRIES):
@@ -664,11 +672,11 @@ class GarbageCollector:
             meta = (latest or {}).get("metadata") or {}
             if latest is None or meta.get("uid") != identity.uid:
                 return  # gone: nothing to patch
-            references = list(meta.get("ownerReferences") or ())
-            wanted = edit([dict(ref) for ref in references])
-            if wanted == references:
+            current = list(meta.get(field) or ())
+            wanted = edit(current)
+            if wanted == current:
                 return
-            patch = {"metadata": {"ownerReferences": wanted or None, "resourceVersion": meta.get("resourceVersion")}}
+            patch = {"metadata": {field: wanted or None, "resourceVersion": meta.get("resourceVersion")}}
             try:
                 await self.client.patch(resource, identity.name, patch, namespace, patch_type="merge")
                 return
@@ -677,30 +685,7 @@ class GarbageCollector:
                     return
                 if not is_conflict(exc):
                     raise
-        raise RuntimeError(f"updating the ownerReferences of {identity}: too many conflicts")
-
-    async def _remove_finalizer(self, identity: ObjectIdentity, finalizer: str) -> None:
-        resource = _resource(identity.api_version, identity.kind)
-        namespace = identity.namespace if resource.namespaced else None
-        for _ in range(PATCH_RETRIES):
-            latest = await self._get_live(identity)
-            meta = (latest or {}).get("metadata") or {}
-            if latest is None or meta.get("uid") != identity.uid:
-                return
-            finalizers = list(meta.get("finalizers") or ())
-            if finalizer not in finalizers:
-                return
-            remaining = [f for f in finalizers if f != finalizer]
-            patch = {"metadata": {"finalizers": remaining or None, "resourceVersion": meta.get("resourceVersion")}}
-            try:
-                await self.client.patch(resource, identity.name, patch, namespace, patch_type="merge")
-                return
-            except Exception as exc:
-                if is_not_found(exc):
-                    return
-                if not is_conflict(exc):
-                    raise
-        raise RuntimeError(f"removing finalizer {finalizer} from {identity}: too many conflicts")
+        raise RuntimeError(f"updating metadata.{field} of {identity}: too many conflicts")
 
     def _report_invalid_namespace(self, dependent: Node, ref: Mapping) -> None:
         coordinates = {k: ref.get(k) for k in ("apiVersion", "kind", "name", "uid")}
