@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import socket
 import ssl
 import statistics
 import subprocess
@@ -26,8 +24,7 @@ import aiohttp
 import orjson
 import psutil
 import uvloop
-
-ROOT = Path(__file__).resolve().parent.parent
+from harness import Server, emit, free_port
 
 BARE_SERVER = r"""
 import ssl, sys
@@ -41,54 +38,6 @@ app = web.Application()
 app.router.add_get("/{tail:.*}", handle)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[4]), ssl_context=ctx, print=None, access_log=None)
 """
-
-
-def emit(**fields) -> None:
-    print(json.dumps(fields), flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    def __init__(self, data_dir: Path):
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pyk8s.cli", "server", "--data-dir", str(data_dir), "--https-port",
-             str(self.port), "--bind-address", "127.0.0.1", "--disable-agent"],
-            stdout=subprocess.DEVNULL, stderr=open(data_dir / "server.log", "wb"))
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
-
-    def ssl_context(self) -> ssl.SSLContext:
-        tls = self.data_dir / "tls"
-        ctx = ssl.create_default_context(cafile=str(tls / "ca.crt"))
-        ctx.load_cert_chain(str(tls / "admin.crt"), str(tls / "admin.key"))
-        return ctx
-
-    async def wait_ready(self) -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if (self.data_dir / "kubeconfig.yaml").exists():
-                try:
-                    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self.ssl_context())) as s:
-                        async with s.get(self.url + "/readyz") as resp:
-                            if resp.status == 200:
-                                return
-                except (aiohttp.ClientError, OSError):
-                    pass
-            await asyncio.sleep(0.2)
-        raise RuntimeError("server did not become ready")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
 
 
 async def hammer_get(url: str, ctx: ssl.SSLContext, seconds: float, concurrency: int) -> float:

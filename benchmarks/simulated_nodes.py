@@ -15,11 +15,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import logging
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,58 +31,17 @@ import uvloop
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from harness import Server, emit  # noqa: E402
+
 from pyk8s.client import APIClient, ClientConfig  # noqa: E402
 from pyk8s.kubelet.simulated import run_simulated_agent  # noqa: E402
 
 NAME_PREFIX = "bench-"
 
 
-def emit(**fields) -> None:
-    print(json.dumps(fields), flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
-
-
-class Server:
-    def __init__(self, data_dir: Path):
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pyk8s.cli", "server", "--data-dir", str(data_dir), "--https-port",
-             str(self.port), "--bind-address", "127.0.0.1", "--disable-agent"],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(data_dir / "server.log", "wb"))
-
-    @property
-    def kubeconfig(self) -> Path:
-        return self.data_dir / "kubeconfig.yaml"
-
-    async def wait_ready(self, client_factory) -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError((self.data_dir / "server.log").read_text()[-3000:])
-            if self.kubeconfig.exists():
-                try:
-                    async with client_factory() as client:
-                        await client.request("GET", "/readyz", raw=True)
-                        return
-                except Exception:  # noqa: BLE001 - not up yet
-                    pass
-            await asyncio.sleep(0.2)
-        raise RuntimeError("server did not become ready")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
 
 
 class CpuMeter:
@@ -201,7 +158,7 @@ async def bench(args: argparse.Namespace) -> None:
         server = Server(Path(tmp))
         agent: subprocess.Popen | None = None
         try:
-            await server.wait_ready(lambda: client_for(server.kubeconfig))
+            await server.wait_ready()
             async with client_for(server.kubeconfig) as client:
                 started = time.monotonic()
                 agent = subprocess.Popen([sys.executable, __file__, "--agent", "--kubeconfig", str(server.kubeconfig),
