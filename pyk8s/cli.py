@@ -93,14 +93,23 @@ def controller_manager(kubeconfig: Path, controllers: str, leader_elect: bool, v
 @click.option("--scheduler-name", default="default-scheduler", show_default=True,
               help="Schedule the pods whose spec.schedulerName is this.")
 @click.option("--leader-elect/--no-leader-elect", default=True, show_default=True)
+@click.option("--config", "config_file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="A KubeSchedulerConfiguration (kubescheduler.config.k8s.io/v1) file: profiles, plugins, "
+                   "plugin args, percentageOfNodesToScore. Its profiles replace --scheduler-name.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
-def scheduler(kubeconfig: Path, scheduler_name: str, leader_elect: bool, verbose: bool) -> None:
+def scheduler(kubeconfig: Path, scheduler_name: str, leader_elect: bool, config_file: Path | None,
+              verbose: bool) -> None:
     """Place pods on nodes (leader-elected)."""
-    from .scheduler import run_scheduler
+    from .scheduler import ConfigError, load_config, run_scheduler
 
     _setup_logging(verbose)
+    if config_file is not None:
+        try:
+            load_config(config_file)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc), param_hint="--config") from exc
     tune_gc()
-    uvloop.run(run_scheduler(kubeconfig, scheduler_name, leader_elect))
+    uvloop.run(run_scheduler(kubeconfig, scheduler_name, leader_elect, config_file))
 
 
 @main.command()

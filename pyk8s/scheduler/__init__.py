@@ -1,14 +1,17 @@
 """pyk8s.scheduler: the kube-scheduler.
 
 - `resources` (requests/allocatable arithmetic), `cache` (NodeInfo, SchedulerCache with assume),
-- `plugins` (filter and score plugins), `framework` (one decision, FitError messages),
-- `queue` (SchedulingQueue), `scheduler` (informers, the loop, binding, `run_scheduler`).
+- `plugins/` (one module per plugin, plus the registry), `framework` (one decision, FitError messages),
+- `preemption` (DefaultPreemption's choice of node and victims), `config` (KubeSchedulerConfiguration and
+  profiles), `listers` (namespaces, owners, PDBs, PriorityClasses),
+- `queue` (SchedulingQueue), `scheduler` (informers, the loop, binding, preemption's writes, `run_scheduler`).
 """
 
 from .cache import NodeInfo, SchedulerCache
+from .config import ConfigError, SchedulerConfig, load_config
 from .framework import FitError, Framework, ScheduleResult
 from .queue import QueuedPod, SchedulingQueue
 from .scheduler import Scheduler, run_scheduler
 
-__all__ = ["NodeInfo", "SchedulerCache", "FitError", "Framework", "ScheduleResult", "QueuedPod", "SchedulingQueue",
-           "Scheduler", "run_scheduler"]
+__all__ = ["NodeInfo", "SchedulerCache", "ConfigError", "SchedulerConfig", "load_config", "FitError", "Framework",
+           "ScheduleResult", "QueuedPod", "SchedulingQueue", "Scheduler", "run_scheduler"]

@@ -1,5 +1,6 @@
-"""The scheduling queue: activeQ (priority, then arrival), backoffQ (1 s doubling to 10 s) and the
-unschedulable pods that wait for a cluster change (or at most 5 minutes)."""
+"""The scheduling queue: activeQ (priority, then arrival), backoffQ (1 s doubling to 10 s), the unschedulable
+pods that wait for a cluster change relevant to the plugins that rejected them (or at most 5 minutes), and
+the gated pods that PreEnqueue plugins (scheduling gates) keep out until the pod changes."""
 
 from __future__ import annotations
 
@@ -8,14 +9,19 @@ import heapq
 import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from .cache import pod_uid
 
 log = logging.getLogger(__name__)
 
-ACTIVE, BACKOFF, UNSCHEDULABLE, IN_FLIGHT = "active", "backoff", "unschedulable", "in-flight"
+ACTIVE, BACKOFF, UNSCHEDULABLE, IN_FLIGHT, GATED = "active", "backoff", "unschedulable", "in-flight", "gated"
+
+# A PreEnqueue check: None lets the pod queue, else (plugin name, message) keeps it gated.
+PreEnqueue = Callable[[dict], "tuple[str, str] | None"]
+# plugin name -> the cluster events that may make a pod it rejected schedulable
+PluginEvents = Mapping[str, frozenset[str]]
 
 
 @dataclass
@@ -25,9 +31,10 @@ class QueuedPod:
     attempts: int = 0
     where: str = ACTIVE
     seq: int = 0  # the heap entry that is current (older entries are stale)
-    moved_while_in_flight: bool = False
+    in_flight_events: list[str] = field(default_factory=list)
     last_attempt: float = 0.0
     unschedulable_plugins: set[str] = field(default_factory=set)
+    gated_by: tuple[str, str] | None = None  # (plugin, message) while a PreEnqueue plugin holds the pod
 
     @property
     def uid(self) -> str:
@@ -47,7 +54,10 @@ def _spec_changed(old: dict, new: dict) -> bool:
 
 class SchedulingQueue:
     def __init__(self, *, initial_backoff: float = 1.0, max_backoff: float = 10.0,
-                 unschedulable_timeout: float = 300.0, clock: Callable[[], float] = time.monotonic):
+                 unschedulable_timeout: float = 300.0, clock: Callable[[], float] = time.monotonic,
+                 pre_enqueue: PreEnqueue | None = None, plugin_events: PluginEvents | None = None):
+        self.pre_enqueue = pre_enqueue
+        self.plugin_events = plugin_events or {}
         self.initial_backoff = initial_backoff
         self.max_backoff = max_backoff
         self.unschedulable_timeout = unschedulable_timeout
@@ -55,12 +65,16 @@ class SchedulingQueue:
         self._pods: dict[str, QueuedPod] = {}
         self._active: list[tuple[int, float, int, str]] = []  # (-priority, timestamp, seq, uid)
         self._backoff: list[tuple[float, int, str]] = []  # (expiry, seq, uid)
-        self._unschedulable_since: dict[str, float] = {}
+        self._unschedulable_since: dict[str, float] = {}  # exactly the pods in UNSCHEDULABLE
+        self._in_flight: set[str] = set()
         self._seq = itertools.count()
         self._wake = asyncio.Event()
 
     def __len__(self) -> int:
         return len(self._pods)
+
+    def get(self, uid: str) -> QueuedPod | None:
+        return self._pods.get(uid)
 
     def where(self, uid: str) -> str | None:
         qp = self._pods.get(uid)
@@ -75,7 +89,7 @@ class SchedulingQueue:
             return
         qp = QueuedPod(pod, self.clock())
         self._pods[uid] = qp
-        self._push_active(qp)
+        self._enqueue(qp)
 
     def update(self, old: dict, new: dict) -> None:
         qp = self._pods.get(pod_uid(new))
@@ -83,24 +97,47 @@ class SchedulingQueue:
             self.add(new)
             return
         qp.pod = new
-        if qp.where == UNSCHEDULABLE and _spec_changed(old, new):
+        if qp.where == GATED:
+            self._enqueue(qp)
+        elif qp.where == UNSCHEDULABLE and _spec_changed(old, new):
             self._requeue(qp)
+
+    def gated(self) -> list[QueuedPod]:
+        return [qp for qp in self._pods.values() if qp.where == GATED]
+
+    def _enqueue(self, qp: QueuedPod) -> None:
+        """Into activeQ unless a PreEnqueue plugin holds the pod back."""
+        qp.gated_by = self.pre_enqueue(qp.pod) if self.pre_enqueue else None
+        if qp.gated_by is None:
+            self._push_active(qp)
+        else:
+            qp.where = GATED
 
     def delete(self, pod: dict) -> None:
         qp = self._pods.pop(pod_uid(pod), None)
         if qp is not None:
             self._unschedulable_since.pop(qp.uid, None)
+            self._in_flight.discard(qp.uid)
             qp.where = ""  # heap entries become stale
 
+    def relevant(self, qp: QueuedPod, event: str) -> bool:
+        """Whether `event` may help a pod that the plugins in qp.unschedulable_plugins rejected."""
+        if not qp.unschedulable_plugins:
+            return True
+        return any(event in self.plugin_events.get(plugin, frozenset({event})) for plugin in qp.unschedulable_plugins)
+
     def move_all_unschedulable(self, event: str) -> None:
-        """A cluster change that may let waiting pods fit: retry them (after their backoff)."""
+        """A cluster change that may let waiting pods fit: retry those it concerns (after their backoff)."""
         moved = 0
-        for qp in list(self._pods.values()):
-            if qp.where == UNSCHEDULABLE:
+        for uid in list(self._unschedulable_since):
+            qp = self._pods.get(uid)
+            if qp is not None and qp.where == UNSCHEDULABLE and self.relevant(qp, event):
                 self._requeue(qp)
                 moved += 1
-            elif qp.where == IN_FLIGHT:
-                qp.moved_while_in_flight = True
+        for uid in self._in_flight:
+            qp = self._pods.get(uid)
+            if qp is not None and qp.where == IN_FLIGHT:
+                qp.in_flight_events.append(event)
         if moved:
             log.debug("scheduling queue: %s moved %d unschedulable pods", event, moved)
 
@@ -114,24 +151,27 @@ class SchedulingQueue:
                 if qp is None or qp.where != ACTIVE or qp.seq != seq:
                     continue
                 qp.where = IN_FLIGHT
+                self._in_flight.add(uid)
                 qp.attempts += 1
                 qp.last_attempt = self.clock()
-                qp.moved_while_in_flight = False
+                qp.in_flight_events = []
                 return qp
             self._wake.clear()
             await self._wake.wait()
 
     def done(self, qp: QueuedPod) -> None:
         """The pod is bound (or gone): stop tracking it."""
+        self._in_flight.discard(qp.uid)
         if self._pods.get(qp.uid) is qp:
             del self._pods[qp.uid]
 
     def add_unschedulable(self, qp: QueuedPod, *, error: bool = False) -> None:
-        """Return a pod that failed: to backoffQ when something changed meanwhile (or on an error),
-        else to the unschedulable pods."""
+        """Return a pod that failed: to backoffQ when something relevant changed meanwhile (or on an
+        error), else to the unschedulable pods. Set qp.unschedulable_plugins first."""
+        self._in_flight.discard(qp.uid)
         if self._pods.get(qp.uid) is not qp:
             return  # deleted meanwhile
-        if error or qp.moved_while_in_flight:
+        if error or any(self.relevant(qp, event) for event in qp.in_flight_events):
             self._push_backoff(qp)
         else:
             qp.where = UNSCHEDULABLE

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 
@@ -21,11 +22,21 @@ Resources = dict[str, int]
 
 def to_int(name: str, value: object) -> int:
     """One quantity as an integer: millicores for cpu, whole units (rounded up) otherwise."""
+    if isinstance(value, (str, int, float)):
+        return _to_int_memo(name, value)
+    return _to_int(name, value)
+
+
+def _to_int(name: str, value: object) -> int:
     try:
         q = parse(value).value
     except QuantityError:
         return 0
     return math.ceil(q * 1000) if name == CPU else math.ceil(q)
+
+
+# The same few quantity strings ("100m", "128Mi") recur across every pod: parse each once.
+_to_int_memo = functools.lru_cache(maxsize=4096)(_to_int)
 
 
 def to_resources(values: Mapping[str, object] | None) -> Resources:

@@ -11,6 +11,7 @@ from pyk8s.scheduler.framework import Framework
 from pyk8s.scheduler.plugins import (
     BalancedAllocation,
     Code,
+    CycleState,
     NodeAffinity,
     NodeName,
     NodePorts,
@@ -49,7 +50,10 @@ def pod(requests: dict | None = None, *, name: str = "p", init: list | None = No
 
 
 def run_filter(plugin, p: dict, n: NodeInfo):
-    return plugin.filter(PodInfo.of(p), n)
+    state, info = CycleState(), PodInfo.of(p)
+    if hasattr(plugin, "pre_filter") and plugin.pre_filter(state, info, [n]) is not None:
+        return None  # Skip: nothing to check
+    return plugin.filter(state, info, n)
 
 
 @pytest.mark.parametrize("p, expected", [
@@ -191,21 +195,21 @@ def test_least_allocated_and_balanced_scores():
     busy.add_pod(pod({"cpu": "2", "memory": "1Gi"}))
     p = PodInfo.of(pod({"cpu": "1", "memory": "2Gi"}))
     fit = NodeResourcesFit()
-    assert fit.score(p, empty) == (75 + 75) // 2
-    assert fit.score(p, busy) == (25 + 62) // 2
+    assert fit.score(CycleState(), p, empty) == (75 + 75) // 2
+    assert fit.score(CycleState(), p, busy) == (25 + 62) // 2
     bal = BalancedAllocation()
-    assert bal.score(p, empty) == 100
-    assert bal.score(p, busy) == int((1 - abs(0.75 - 0.375) / 2) * 100)
+    assert bal.score(CycleState(), p, empty) == 100
+    assert bal.score(CycleState(), p, busy) == int((1 - abs(0.75 - 0.375) / 2) * 100)
 
 
 def test_taint_and_affinity_normalize():
     tt = TaintToleration()
     scores = {"a": 0, "b": 2, "c": 1}
-    tt.normalize(scores)
+    tt.normalize(CycleState(), scores)
     assert scores == {"a": 100, "b": 0, "c": 50}
     na = NodeAffinity()
     scores = {"a": 0, "b": 10, "c": 5}
-    na.normalize(scores)
+    na.normalize(CycleState(), scores)
     assert scores == {"a": 0, "b": 100, "c": 50}
 
 
@@ -243,17 +247,28 @@ def test_fit_error_message_matches_upstream():
     nodes = [node("tainted", taints=[TAINT]), node("cordoned", unschedulable=True), node("small1", cpu="1"),
              node("small2", cpu="1"), node("selector", labels={"x": "y"}, cpu="1")]
     p = pod({"cpu": "2"}, nodeSelector={"x": "y"})
-    result = Framework().schedule(p, nodes)
-    assert result.node is None
+    fw = Framework()
+    result = fw.schedule(p, nodes)
+    assert result.node is None and fw.post_filter(result, nodes) is None
     assert result.fit_error.message() == (
         "0/5 nodes are available: 1 Insufficient cpu, 1 node(s) had untolerated taint {dedicated: gpu}, "
         "1 node(s) were unschedulable, 2 node(s) didn't match Pod's node affinity/selector. "
         "preemption: 0/5 nodes are available: 1 No preemption victims found for incoming pod, "
         "4 Preemption is not helpful for scheduling.")
-    result = Framework().schedule(pod({"cpu": "2"}), nodes)
+    result = fw.schedule(pod({"cpu": "2"}), nodes)
+    assert fw.post_filter(result, nodes) is None
     assert result.fit_error.message() == (
         "0/5 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, "
         "1 node(s) were unschedulable, 3 Insufficient cpu. "
         "preemption: 0/5 nodes are available: 2 Preemption is not helpful for scheduling, "
         "3 No preemption victims found for incoming pod.")
     assert result.fit_error.unschedulable_plugins == {"TaintToleration", "NodeUnschedulable", "NodeResourcesFit"}
+
+
+def test_balanced_allocation_counts_actual_requests():
+    # a pod without requests leaves the fractions as they are (NodeResourcesFit scores it as 100m/200Mi)
+    n = node("n", cpu="4", memory="4Gi")
+    n.add_pod(pod({"cpu": "2"}))
+    p = PodInfo.of(pod())
+    assert BalancedAllocation().score(CycleState(), p, n) == 75  # cpu 0.5, memory 0
+    assert BalancedAllocation().score_nodes(CycleState(), p, [n]) == {"n": 75}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from pyk8s.scheduler.queue import ACTIVE, BACKOFF, UNSCHEDULABLE, SchedulingQueue
+from pyk8s.scheduler.queue import ACTIVE, BACKOFF, GATED, UNSCHEDULABLE, SchedulingQueue
 
 
 class Clock:
@@ -77,3 +77,45 @@ def test_deleted_pod_is_dropped_and_leftovers_flush():
     clock.now += 301
     q.flush_unschedulable_leftovers()
     assert q.where("stuck") == ACTIVE
+
+
+def gate(pod_: dict):
+    gates = (pod_.get("spec") or {}).get("schedulingGates")
+    return ("SchedulingGates", "waiting for scheduling gates") if gates else None
+
+
+def test_gated_pod_waits_until_its_gates_are_removed():
+    q = SchedulingQueue(clock=Clock(), pre_enqueue=gate)
+    gated = pod("g")
+    gated["spec"]["schedulingGates"] = [{"name": "example.com/wait"}]
+    q.add(gated)
+    assert q.where("g") == GATED and q.get("g").gated_by[0] == "SchedulingGates"
+    q.move_all_unschedulable("NodeAdd")  # cluster events do not release gated pods
+    assert q.where("g") == GATED
+    released = pod("g")
+    q.update(gated, released)
+    assert q.where("g") == ACTIVE and pop(q).uid == "g"
+
+
+def test_only_events_relevant_to_the_rejecting_plugins_move_a_pod():
+    clock = Clock()
+    q = SchedulingQueue(clock=clock, plugin_events={"NodeResourcesFit": frozenset({"AssignedPodDelete", "NodeAdd"}),
+                                                    "TaintToleration": frozenset({"NodeUpdate", "NodeAdd"})})
+    q.add(pod("p"))
+    qp = pop(q)
+    qp.unschedulable_plugins = {"NodeResourcesFit"}
+    q.add_unschedulable(qp)
+    q.move_all_unschedulable("NodeUpdate")
+    assert q.where("p") == UNSCHEDULABLE
+    q.move_all_unschedulable("AssignedPodDelete")
+    assert q.where("p") == BACKOFF
+
+
+def test_irrelevant_event_during_the_attempt_does_not_send_to_backoff():
+    q = SchedulingQueue(clock=Clock(), plugin_events={"NodeResourcesFit": frozenset({"AssignedPodDelete"})})
+    q.add(pod("p"))
+    qp = pop(q)
+    q.move_all_unschedulable("NodeUpdate")
+    qp.unschedulable_plugins = {"NodeResourcesFit"}
+    q.add_unschedulable(qp)
+    assert q.where("p") == UNSCHEDULABLE
