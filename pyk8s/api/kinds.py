@@ -5,6 +5,8 @@ registry; nothing else hard-codes a kind. Per-kind behaviour lives in the strate
 modules and is found by the kind's snake_case name: `defaults.<name>(obj)`,
 `validation.<name>(obj)`, `validation.<name>_update(obj, old)` and `printers.<name>`
 (absent means "nothing special": generic metadata validation, the default table).
+Custom resources are Kinds too: the apiserver adds and removes them as CustomResourceDefinitions
+come and go (`Registry.add`/`remove`; their behaviour rides on `Kind.custom`, see pyk8s.api.crd).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 SUBRESOURCE_VERBS = ("get", "patch", "update")
@@ -54,6 +57,10 @@ class Kind:
     storage_of: tuple[str, str] | None = None  # (group, version) of the stored form
     to_storage: Callable[[dict], dict] | None = field(default=None, compare=False)
     from_storage: Callable[[dict], dict] | None = field(default=None, compare=False)
+    # False for a custom resource version that is stored but not served (a CRD's served: false).
+    served: bool = True
+    # What a CustomResourceDefinition adds (schema, printer columns, scale paths); see pyk8s.api.crd.
+    custom: Any = field(default=None, compare=False)
 
     @property
     def api_version(self) -> str:
@@ -167,6 +174,9 @@ KINDS: tuple[Kind, ...] = (
     _k("coordination.k8s.io", "v1", "Lease", "leases"),
     # scheduling.k8s.io/v1
     _k("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", namespaced=False, short_names=("pc",)),
+    # apiextensions.k8s.io/v1
+    _k("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", namespaced=False,
+       short_names=("crd", "crds"), categories=("api-extensions",), subresources=(STATUS,), tracks_generation=True),
 )
 
 
@@ -188,13 +198,29 @@ def _with_conversions() -> tuple[Kind, ...]:
 
 
 class Registry:
-    """Lookup tables over all served kinds."""
+    """Lookup tables over all served kinds.
+
+    Custom resources come and go with their CustomResourceDefinitions (`add`/`remove`); readers
+    look kinds up per request, so they see a change on their next request."""
 
     def __init__(self, kinds: tuple[Kind, ...]):
-        self.kinds = kinds
-        self._by_resource = {(k.group, k.version, k.plural): k for k in kinds}
-        self._by_kind = {(k.group, k.version, k.kind): k for k in kinds}
-        self._storage = {(k.group, k.plural): k for k in kinds if k.storage_of is None}
+        self._index(kinds)
+
+    def _index(self, all_kinds: tuple[Kind, ...]) -> None:
+        self._all = all_kinds
+        self.kinds = tuple(k for k in all_kinds if k.served)
+        self._by_resource = {(k.group, k.version, k.plural): k for k in self.kinds}
+        self._by_kind = {(k.group, k.version, k.kind): k for k in all_kinds}
+        self._storage = {(k.group, k.plural): k for k in all_kinds if k.storage_of is None}
+
+    def add(self, kinds: list[Kind]) -> None:
+        """Serve `kinds`, replacing the kinds of the same resources (group and plural)."""
+        resources = {(k.group, k.plural) for k in kinds}
+        self._index(tuple(k for k in self._all if (k.group, k.plural) not in resources) + tuple(kinds))
+
+    def remove(self, group: str, plural: str) -> None:
+        """Stop serving every version of a resource."""
+        self._index(tuple(k for k in self._all if (k.group, k.plural) != (group, plural)))
 
     def lookup(self, group: str, version: str, plural: str) -> Kind | None:
         return self._by_resource.get((group, version, plural))

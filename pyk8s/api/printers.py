@@ -1899,6 +1899,9 @@ priority_class = Printer(
 # ---------------------------------------------------------------------------------------------
 # The Table
 
+# apiextensions serves CRDs with the default table (Name, Created At), as kube-apiserver does.
+custom_resource_definition = DEFAULT
+
 
 def table(
     printer: Printer,

@@ -363,7 +363,9 @@ def _owner_references(meta: dict, path: str) -> list[FieldError]:
     return errs
 
 
-_STANDARD_FINALIZERS = ("kubernetes", "orphan", "foregroundDeletion")
+# The apiextensions-apiserver's own finalizer is not domain-qualified ("/"-less) either; upstream's
+# generic ObjectMeta validation (which CRDs get) accepts it.
+_STANDARD_FINALIZERS = ("kubernetes", "orphan", "foregroundDeletion", "customresourcecleanup.apiextensions.k8s.io")
 
 
 def _finalizers(values: list, path: str) -> list[FieldError]:

@@ -23,6 +23,7 @@ from .allocators import ServiceAllocator
 from .authn import Authenticator, Unauthenticated
 from .authz import authorize
 from .bootstrap import bootstrap
+from .crds import CustomResourceDefinitions
 from .discovery import Discovery, wants_aggregated
 from .handlers import ResourceHandler, json_response
 from .metrics import Metrics
@@ -62,6 +63,7 @@ class APIServer:
         self.resources = ResourceHandler(self.rest)
         self.discovery = Discovery(REGISTRY, f"{config.advertise_address}:{config.secure_port}")
         self.openapi = OpenAPIDocs(REGISTRY)
+        self.crds = CustomResourceDefinitions(self.rest, REGISTRY, self._api_changed)
         self.metrics = Metrics()
         self.ready = False
         self._runner: web.AppRunner | None = None
@@ -70,7 +72,10 @@ class APIServer:
     # ---- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
+        await self.crds.load()
+        self._api_changed("")
         await self.cache.start()
+        self.crds.start()
         services = REGISTRY.by_kind("", "v1", "Service")
         self.allocator.load([c.obj for c in self.cache.cache_for(services).objects.values()])
         app = web.Application(client_max_size=4 * 1024 * 1024, handler_args={"max_field_size": 65536})
@@ -90,9 +95,16 @@ class APIServer:
 
     async def stop(self) -> None:
         self.ready = False
+        await self.crds.stop()
         await self.cache.stop()
         if self._runner is not None:
             await self._runner.cleanup()
+
+    def _api_changed(self, group: str) -> None:
+        """The served resources changed (a CRD was established, changed or deleted): the next
+        discovery and OpenAPI requests see the new set."""
+        self.discovery = Discovery(REGISTRY, f"{self.config.advertise_address}:{self.port}")
+        self.openapi.refresh(group)
 
     # ---- request pipeline --------------------------------------------------------------
 

@@ -74,6 +74,11 @@ def _without_nulls(value):
     return value
 
 
+def _quoted(text: str) -> str:
+    """The inside of an HTTP quoted-string (warn-text), as upstream's warning recorder escapes it."""
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
 class ResourceHandler:
     def __init__(self, rest: REST):
         self.rest = rest
@@ -133,7 +138,7 @@ class ResourceHandler:
             raise errors.unsupported_media_type([JSON, YAML, PROTOBUF] if allowed is _BODY_TYPES else list(allowed))
         return raw, ctype
 
-    def _write_options(self, request: web.Request) -> WriteOptions:
+    def _write_options(self, request: web.Request, kind: Kind) -> WriteOptions:
         dry_run = request.query.getall("dryRun", [])
         for value in dry_run:
             if value != "All":
@@ -144,7 +149,7 @@ class ResourceHandler:
                                            "be more than 128 bytes")
         # Without a fieldManager, upstream names the writer after its User-Agent's product ("kubectl").
         manager = manager or request.headers.get("User-Agent", "").split("/", 1)[0]
-        return WriteOptions(dry_run=bool(dry_run), field_manager=manager)
+        return WriteOptions(dry_run=bool(dry_run), field_manager=manager, served=kind)
 
     def _field_validation(self, request: web.Request) -> str:
         value = request.query.get("fieldValidation", "")
@@ -168,7 +173,14 @@ class ResourceHandler:
         mode = self._field_validation(request)
         if mode == "Ignore":
             return
-        if raw is not None:
+        if kind.custom is not None:
+            # A custom resource's unknown fields are those its schema prunes (the stored object loses them).
+            problems = []
+            if kind.custom.schema is not None:
+                problems = [f'unknown field "{path}"' for path in kind.custom.schema.prune(copy.deepcopy(obj))]
+            if raw is not None:
+                problems = schemas.duplicate_fields(raw) + problems
+        elif raw is not None:
             problems = schemas.strict_errors(kind.group, kind.version, kind.kind, raw)
         else:
             problems = schemas.unknown_fields(kind.group, kind.version, kind.kind, obj)
@@ -195,7 +207,7 @@ class ResourceHandler:
     def _respond_object(self, request: web.Request, kind: Kind, obj: dict, status: int = 200,
                         warnings: list[str] | None = None) -> web.Response:
         accept = parse_accept(request.headers.get("Accept"))
-        headers = {"Warning": ", ".join(f'299 - "{w}"' for w in warnings)} if warnings else None
+        headers = {"Warning": ", ".join(f'299 - "{_quoted(w)}"' for w in warnings)} if warnings else None
         if accept.table:
             return json_response(self._table(kind, [obj], accept, request), status, headers)
         return json_response(self._out(kind, obj), status, headers)
@@ -206,7 +218,10 @@ class ResourceHandler:
         include = request.query.get("includeObject", "Metadata")
         if include not in ("None", "Metadata", "Object"):
             raise errors.bad_request(f'includeObject: Unsupported value: "{include}"')
-        printer = getattr(printers, self._storage(kind).name, printers.DEFAULT)
+        if kind.custom is not None:
+            printer = kind.custom.printer
+        else:
+            printer = getattr(printers, self._storage(kind).name, printers.DEFAULT)
         table = printers.table(printer, stored, datetime.now(UTC), include_object=include,
                                with_headers=with_headers)
         if include == "Object":
@@ -280,8 +295,12 @@ class ResourceHandler:
     async def _create(self, request: web.Request, info: RequestInfo, kind: Kind) -> web.Response:
         if info.name:
             raise errors.method_not_allowed()
+        if kind.custom is not None and kind.custom.terminating:
+            raise APIError(405, "MethodNotAllowed",
+                           f'create is not supported on resources of kind "{kind.group_resource}"',
+                           {"group": kind.group, "kind": kind.plural})
         obj, warnings = await self._decoded_object(request, info, kind)
-        opts = self._write_options(request)
+        opts = self._write_options(request, kind)
         created = await self.rest.create(self._storage(kind), info.namespace, self._in(kind, obj), opts)
         return self._respond_object(request, kind, created, 201, warnings)
 
@@ -308,7 +327,7 @@ class ResourceHandler:
     async def _update(self, request: web.Request, info: RequestInfo, kind: Kind, subresource: str = "") \
             -> web.Response:
         obj, warnings = await self._decoded_object(request, info, kind)
-        opts = self._write_options(request)
+        opts = self._write_options(request, kind)
         obj.setdefault("metadata", {}).setdefault("name", info.name)
         stored_in = self._in(kind, obj)
         if kind.namespaced:
@@ -338,7 +357,7 @@ class ResourceHandler:
             raise errors.bad_request("json: cannot unmarshal object into Go value of type jsonpatch.Patch")
         if ctype != JSON_PATCH and not isinstance(patch, dict):
             raise errors.bad_request("json: cannot unmarshal array into Go value of type map[string]interface {}")
-        opts = self._write_options(request)
+        opts = self._write_options(request, kind)
         if ctype != JSON_PATCH and self._field_validation(request) == "Strict":
             duplicates = schemas.duplicate_fields(raw)
             if duplicates:
@@ -389,7 +408,7 @@ class ResourceHandler:
         self._check_namespace(kind, info, config)
         config.setdefault("apiVersion", kind.api_version)
         config.setdefault("kind", kind.kind)
-        opts = self._write_options(request)
+        opts = self._write_options(request, kind)
         opts.applying = True
         force = parse_bool(request.query.get("force"))
 
@@ -397,7 +416,8 @@ class ResourceHandler:
             try:
                 applied = managed_fields.apply(live, copy.deepcopy(config), manager=opts.field_manager, force=force,
                                                api_version=kind.api_version, subresource=subresource,
-                                               now=now_rfc3339())
+                                               now=now_rfc3339(),
+                                               meta=kind.custom.field_types if kind.custom is not None else None)
             except managed_fields.ApplyConflict as exc:
                 raise exc.api_error() from None
             return self._in(kind, applied)

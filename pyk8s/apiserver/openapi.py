@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from pyk8s.api import schemas
+from pyk8s.api import crd, schemas
 from pyk8s.api.kinds import Kind, Registry
 
 _REF_PREFIX = "#/components/schemas/"
@@ -257,12 +257,21 @@ class _GroupVersionDocument:
         self.tag = f"{_group_tag(group)}_{version}"
         self.gv = _gv_op(group, version)
         self.roots = {_STATUS, _DELETE_OPTIONS, _PATCH, _WATCH_EVENT, _RESOURCE_LIST}
+        self.custom: dict[str, dict] = {}  # component schemas of custom resources
         self.paths: dict[str, dict] = {self.prefix + "/": {"get": {
             "description": "get available resources",
             "operationId": f"get{self.gv}APIResources",
             "responses": _responses(_RESOURCE_LIST, ("200",)),
             "tags": [self.tag],
         }}}
+
+    def _custom_definitions(self, kind: Kind) -> tuple[str, str]:
+        """A custom kind's schema (from its CRD) and its list's, as components of this document."""
+        obj, lst = crd.definition_names(kind)
+        self.custom[obj] = kind.custom.openapi_schema
+        self.custom[lst] = crd.list_schema(kind.group, kind.version, kind.kind, kind.kind + "List")
+        self.roots.update({_META + "ObjectMeta", _META + "ListMeta"})
+        return obj, lst
 
     def _definition(self, group: str, version: str, kind: str) -> str:
         name = schemas.definition_for(group, version, kind)
@@ -304,8 +313,11 @@ class _GroupVersionDocument:
     def add_kind(self, kind: Kind) -> None:
         k, gv, verbs = kind.kind, self.gv, set(kind.verbs)
         gvk = {"group": kind.group, "kind": k, "version": kind.version}
-        obj = self._definition(kind.group, kind.version, k)
-        lst = self._definition(kind.group, kind.version, k + "List")
+        if kind.custom is not None:
+            obj, lst = self._custom_definitions(kind)
+        else:
+            obj = self._definition(kind.group, kind.version, k)
+            lst = self._definition(kind.group, kind.version, k + "List")
         ns = "Namespaced" if kind.namespaced else ""
         scope = [_NAMESPACE_PARAM] if kind.namespaced else []
         name = _param("name", "path", "string", f"name of the {k}")
@@ -340,7 +352,7 @@ class _GroupVersionDocument:
         for sub in kind.subresources:
             sub_gvk = {"group": kind.group if sub.group is None else sub.group, "kind": sub.kind or k,
                        "version": sub.version or kind.version}
-            body = self._definition(sub_gvk["group"], sub_gvk["version"], sub_gvk["kind"])
+            body = obj if not sub.kind else self._definition(sub_gvk["group"], sub_gvk["version"], sub_gvk["kind"])
             op_id = f"{gv}{ns}{k}{sub.name[:1].upper()}{sub.name[1:]}"
             ops = self._object_ops(set(sub.verbs), op_id, f"{sub.name} of the specified {k}",
                                    f"{sub.name} of {_article(k)}", body, sub_gvk)
@@ -381,9 +393,9 @@ class _GroupVersionDocument:
             }
 
 
-def _document(paths: dict[str, dict], roots: set[str]) -> dict:
+def _document(paths: dict[str, dict], roots: set[str], custom: dict[str, dict] | None = None) -> dict:
     return {
-        "components": {"schemas": _components(roots), "securitySchemes": _SECURITY_SCHEMES},
+        "components": {"schemas": {**_components(roots), **(custom or {})}, "securitySchemes": _SECURITY_SCHEMES},
         "info": {"title": "Kubernetes", "version": schemas.KUBERNETES_VERSION},
         "openapi": "3.0.0",
         "paths": paths,
@@ -402,16 +414,31 @@ class OpenAPIDocs:
 
     def __init__(self, registry: Registry) -> None:
         self._registry = registry
+        self._documents: dict[str, bytes] = {}
+        self._hashes: dict[str, str] = {}
+        self._index: bytes | None = None
+        self._builders = self._paths_of(registry)
+
+    @staticmethod
+    def _paths_of(registry: Registry) -> dict[str, tuple[str, ...]]:
         builders: dict[str, tuple[str, ...]] = {"api": ("api",), "apis": ("apis",), "version": ("version",)}
         for group, versions in registry.group_versions().items():
             if group:
                 builders[f"apis/{group}"] = ("group", group)
             for version in versions:
                 builders[f"apis/{group}/{version}" if group else f"api/{version}"] = ("gv", group, version)
-        self._builders = builders
-        self._documents: dict[str, bytes] = {}
-        self._hashes: dict[str, str] = {}
-        self._index: bytes | None = None
+        return builders
+
+    def refresh(self, group: str) -> None:
+        """The registry changed in `group` (a CRD came, changed or went): its documents are rebuilt
+        on their next request, and the index lists the current set."""
+        self._builders = self._paths_of(self._registry)
+        if group:
+            stale = [p for p in self._documents if p == f"apis/{group}" or p.startswith(f"apis/{group}/")]
+            for path in stale:
+                self._documents.pop(path, None)
+                self._hashes.pop(path, None)
+        self._index = None
 
     def paths(self) -> list[str]:
         """Every document path: "api", "api/v1", "apis", "apis/apps", "apis/apps/v1", ..., "version"."""
@@ -450,7 +477,7 @@ class OpenAPIDocs:
             builder = _GroupVersionDocument(group, version)
             for kind in self._registry.kinds_in(group, version):
                 builder.add_kind(kind)
-            return _document(builder.paths, builder.roots)
+            return _document(builder.paths, builder.roots, builder.custom)
         if what == "group":
             return _discovery_document(f"/apis/{group}/", f"get{_gv_op(group, '')}APIGroup",
                                        "get information of a group", _group_tag(group), _META + "APIGroup")

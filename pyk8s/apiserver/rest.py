@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from ..api import errors, managed_fields
+from ..api import crd, errors, managed_fields
 from ..api.errors import APIError
 from ..api.kinds import Kind
 from ..api.meta import metadata, now_rfc3339
@@ -35,6 +35,9 @@ class WriteOptions:
     field_manager: str = ""
     # A server-side apply already set managedFields; other writes record their Update manager.
     applying: bool = False
+    # The kind (version) the request named; a custom resource is pruned, defaulted and validated with
+    # that version's schema and subresources, as upstream's per-version storage does.
+    served: Kind | None = None
 
 
 @dataclass
@@ -72,6 +75,17 @@ class Hooks:
     async def before_update(self, kind: Kind, obj: dict, old: dict, dry_run: bool) -> None: ...
 
     async def after_delete(self, kind: Kind, obj: dict) -> None: ...
+
+
+def _strategy_kind(kind: Kind, opts: WriteOptions) -> Kind:
+    """The kind whose strategy applies: the requested version of a custom resource, else the stored kind."""
+    served = opts.served
+    return served if served is not None and served.custom is not None else kind
+
+
+def _field_types(kind: Kind) -> managed_fields.TypeInfo | None:
+    """A custom resource's managedFields follow its CRD schema; None: the built-in kind's definition."""
+    return kind.custom.field_types if kind.custom is not None else None
 
 
 def _encode(obj: dict) -> bytes:
@@ -245,13 +259,14 @@ class REST:
         meta = metadata(obj)
         if meta.get("resourceVersion"):
             raise errors.bad_request("resourceVersion should not be set on objects to be created")
-        strategy.prepare_for_create(kind, obj, namespace)
-        strategy.apply_defaults(kind, obj)
+        rules = _strategy_kind(kind, opts)
+        strategy.prepare_for_create(rules, obj, namespace)
+        strategy.apply_defaults(rules, obj)
         if not opts.applying:
-            managed_fields.record_update(None, obj, manager=opts.field_manager, api_version=kind.api_version,
-                                         subresource="", now=now_rfc3339())
+            managed_fields.record_update(None, obj, manager=opts.field_manager, api_version=rules.api_version,
+                                         subresource="", now=now_rfc3339(), meta=_field_types(rules))
         name = meta.get("name", "")
-        errs = strategy.validate_create(kind, obj)
+        errs = strategy.validate_create(rules, obj)
         if errs:
             raise errors.invalid_object(kind.kind, kind.group, name, errs)
         await self._namespace_admission(kind, namespace)
@@ -301,13 +316,14 @@ class REST:
             requested_rv = expected_rv or new["metadata"].get("resourceVersion", "")
             if requested_rv and requested_rv != str(old_rev):
                 raise errors.conflict(kind.plural, kind.group, name, errors.OPTIMISTIC_LOCK_MESSAGE)
-            new = self._prepare_update(kind, new, old, subresource)
+            rules = _strategy_kind(kind, opts)
+            new = self._prepare_update(rules, new, old, subresource)
             if not opts.applying and subresource in ("", "status"):
-                managed_fields.record_update(old, new, manager=opts.field_manager, api_version=kind.api_version,
-                                             subresource=subresource, now=now_rfc3339())
+                managed_fields.record_update(old, new, manager=opts.field_manager, api_version=rules.api_version,
+                                             subresource=subresource, now=now_rfc3339(), meta=_field_types(rules))
                 managed_fields.keep_unchanged_timestamps(old, new)
             # A binding is the one sanctioned change of a pod's spec.nodeName.
-            errs = [] if subresource == "binding" else strategy.validate_update(kind, new, old)
+            errs = [] if subresource == "binding" else strategy.validate_update(rules, new, old)
             if errs:
                 raise errors.invalid_object(kind.kind, kind.group, name, errs)
             hooks = self._hooks(kind)
@@ -414,6 +430,14 @@ class REST:
         grace = 0
         if kind.kind == "Pod":
             grace = strategy.pod_grace_period(obj, options.grace_period_seconds)
+        if kind.group == crd.GROUP and kind.kind == "CustomResourceDefinition":
+            # Its instances are deleted first (pyk8s.apiserver.crds); the CRD waits, marked Terminating.
+            if crd.CLEANUP_FINALIZER not in finalizers:
+                finalizers.append(crd.CLEANUP_FINALIZER)
+            if not meta.get("deletionTimestamp"):
+                crd.set_condition(obj, "Terminating", "True", "InstanceDeletionPending",
+                                  "CustomResourceDefinition marked for deletion; CustomResource deletion will begin "
+                                  "soon")
         namespace_pending = kind.kind == "Namespace" and bool((obj.get("spec") or {}).get("finalizers"))
         if not finalizers and grace == 0 and not namespace_pending:
             return False

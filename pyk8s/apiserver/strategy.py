@@ -10,7 +10,7 @@ import copy
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from ..api import defaults, validation
+from ..api import crd, crd_validation, defaults, validation
 from ..api.errors import FieldError, forbidden, invalid
 from ..api.kinds import Kind
 from ..api.meta import generate_name, metadata, new_uid, now_rfc3339
@@ -29,17 +29,32 @@ _INITIAL_STATUS: dict[str, dict] = {
     "Service": {"loadBalancer": {}},
     "Ingress": {"loadBalancer": {}},
 }
+# Custom resources' names are DNS subdomains whatever their kind is called (no per-kind name rule).
+_CUSTOM_NAME_RULE = "CustomResource"
 # Metadata only the server manages; a client's values are replaced by the stored ones on update.
 _SERVER_OWNED_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation",
                       "selfLink")
 
 
+# Kinds whose strategy functions live in their own modules rather than in defaults/validation.
+_OWN_DEFAULTS: dict[str, Callable] = {"custom_resource_definition": crd.default}
+
+
 def _hook(module, name: str) -> Callable | None:
-    return getattr(module, name, None)
+    fn = getattr(module, name, None)
+    if fn is None and module is validation:
+        fn = getattr(crd_validation, name, None)
+    return fn
 
 
 def apply_defaults(kind: Kind, obj: dict) -> None:
-    fn = _hook(defaults, kind.name)
+    """The kind's defaults; a custom resource is pruned and defaulted by its version's schema."""
+    if kind.custom is not None:
+        if kind.custom.schema is not None:
+            kind.custom.schema.prune(obj)
+            kind.custom.schema.default(obj)
+        return
+    fn = _OWN_DEFAULTS.get(kind.name) or _hook(defaults, kind.name)
     if fn is not None:
         fn(obj)
 
@@ -79,7 +94,10 @@ def prepare_for_create(kind: Kind, obj: dict, namespace: str) -> None:
         meta["generation"] = 1
     else:
         meta.pop("generation", None)
-    if kind.has_status and kind.kind not in _STATUS_KEPT_ON_CREATE:
+    if kind.custom is not None:
+        if kind.has_status:
+            obj.pop("status", None)  # a custom resource's status is written through /status only
+    elif kind.has_status and kind.kind not in _STATUS_KEPT_ON_CREATE:
         obj["status"] = copy.deepcopy(_INITIAL_STATUS.get(kind.kind, {}))
     if kind.kind == "Job":
         defaults.generate_job_selector(obj)
@@ -93,9 +111,12 @@ def prepare_for_create(kind: Kind, obj: dict, namespace: str) -> None:
         obj["spec"]["finalizers"] = ["kubernetes"]
 
 
-def _spec_of(obj: dict) -> dict:
-    """Everything generation tracks: the object without metadata and status."""
-    return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
+def _spec_of(kind: Kind, obj: dict) -> dict:
+    """Everything generation tracks: the object without metadata and status (a custom resource
+    without a status subresource counts its status too, as upstream)."""
+    ignored = ("metadata", "apiVersion", "kind") if kind.custom is not None and not kind.has_status else (
+        "metadata", "status", "apiVersion", "kind")
+    return {k: v for k, v in obj.items() if k not in ignored}
 
 
 def prepare_for_update(kind: Kind, obj: dict, old: dict) -> None:
@@ -111,7 +132,7 @@ def prepare_for_update(kind: Kind, obj: dict, old: dict) -> None:
             obj["status"] = old["status"]
         else:
             obj.pop("status", None)
-    if kind.tracks_generation and _spec_of(obj) != _spec_of(old):
+    if kind.tracks_generation and _spec_of(kind, obj) != _spec_of(kind, old):
         meta["generation"] = old_meta.get("generation", 0) + 1
     if kind.kind == "Namespace":
         # spec.finalizers changes only through the finalize subresource.
@@ -140,8 +161,16 @@ def _keep_allocated_service_values(obj: dict, old: dict) -> None:
 
 
 def prepare_for_status_update(kind: Kind, obj: dict, old: dict) -> dict:
-    """Status-subresource update: only status (and annotations) come from the request."""
+    """Status-subresource update: only status (and annotations) come from the request; a custom
+    resource takes only its status (absent means removed) and has it pruned and defaulted."""
     new = copy.deepcopy(old)
+    if kind.custom is not None:
+        if "status" in obj:
+            new["status"] = obj["status"]
+        else:
+            new.pop("status", None)
+        apply_defaults(kind, new)
+        return new
     new["status"] = obj.get("status") or {}
     annotations = metadata(obj).get("annotations")
     if annotations is not None:
@@ -158,7 +187,16 @@ def prepare_for_finalize(obj: dict, old: dict) -> dict:
     return new
 
 
+def _custom_resource_errors(kind: Kind, obj: dict, old: dict | None) -> list[FieldError]:
+    if kind.custom.schema is None:
+        return []
+    return kind.custom.schema.validate(obj, old)
+
+
 def validate_create(kind: Kind, obj: dict) -> list[FieldError]:
+    if kind.custom is not None:
+        errors = validation.object_meta(obj, kind.namespaced, _CUSTOM_NAME_RULE)
+        return errors + _custom_resource_errors(kind, obj, None)
     errors = validation.object_meta(obj, kind.namespaced, kind.kind)
     fn = _hook(validation, kind.name)
     if fn is not None:
@@ -167,7 +205,7 @@ def validate_create(kind: Kind, obj: dict) -> list[FieldError]:
 
 
 def validate_update(kind: Kind, obj: dict, old: dict) -> list[FieldError]:
-    errors = validation.object_meta(obj, kind.namespaced, kind.kind)
+    errors = validation.object_meta(obj, kind.namespaced, _CUSTOM_NAME_RULE if kind.custom is not None else kind.kind)
     meta, old_meta = obj["metadata"], old["metadata"]
     for field in ("name", "namespace"):
         if meta.get(field) != old_meta.get(field):
@@ -178,6 +216,8 @@ def validate_update(kind: Kind, obj: dict, old: dict) -> list[FieldError]:
             errors.append(forbidden("metadata.finalizers",
                                     f"no new finalizers can be added if the object is being deleted, "
                                     f"found new finalizers {sorted(added)!r}".replace("'", '"')))
+    if kind.custom is not None:
+        return errors + _custom_resource_errors(kind, obj, old)
     fn = _hook(validation, kind.name)
     if fn is not None:
         errors += fn(obj)

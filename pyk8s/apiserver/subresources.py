@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import orjson
 from aiohttp import web
 
-from ..api import errors
+from ..api import errors, jsonpath
 from ..api.errors import APIError, FieldError
 from ..api.kinds import Kind
 from ..api.meta import now_rfc3339
@@ -19,8 +19,47 @@ if TYPE_CHECKING:
     from .handlers import ResourceHandler
 
 
+def _custom_value(kind: Kind, obj: dict, path: str):
+    steps = kind.custom.scale_steps.get(path)
+    found = jsonpath.find(obj, steps) if steps is not None else []
+    return found[0] if found else None
+
+
+def _custom_scale_of(kind: Kind, obj: dict, scale_meta: dict) -> dict:
+    """A custom resource's Scale, read at its CRD's specReplicasPath/statusReplicasPath/labelSelectorPath."""
+    spec_replicas = _custom_value(kind, obj, "specReplicasPath")
+    status_replicas = _custom_value(kind, obj, "statusReplicasPath")
+    selector = _custom_value(kind, obj, "labelSelectorPath")
+    status: dict = {"replicas": status_replicas if isinstance(status_replicas, int) else 0}
+    if isinstance(selector, str) and selector:
+        status["selector"] = selector
+    return {"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": scale_meta,
+            "spec": {"replicas": spec_replicas if isinstance(spec_replicas, int) else 0}, "status": status}
+
+
+def _set_replicas(kind: Kind, obj: dict, replicas: int) -> None:
+    if kind.custom is None:
+        obj.setdefault("spec", {})["replicas"] = replicas
+        return
+    steps = kind.custom.scale_steps.get("specReplicasPath")
+    if not steps:
+        raise errors.invalid_object("Scale", "autoscaling", obj["metadata"].get("name", ""), [
+            FieldError("Invalid", "spec.replicas", replicas, "the custom resource's specReplicasPath is not a "
+                                                             "simple field path")])
+    node = obj
+    *parents, leaf = [step.name for step in steps]
+    for name in parents:
+        if not isinstance(node.get(name), dict):
+            node[name] = {}
+        node = node[name]
+    node[leaf] = replicas
+
+
 def _scale_of(kind: Kind, obj: dict) -> dict:
     meta = obj["metadata"]
+    if kind.custom is not None:
+        return _custom_scale_of(kind, obj, {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion",
+                                                                  "creationTimestamp") if k in meta})
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
     selector = spec.get("selector")
     if kind.kind == "ReplicationController":
@@ -67,7 +106,7 @@ async def scale(handler: ResourceHandler, request: web.Request, info: RequestInf
             raise errors.bad_request(f"error decoding patch: {exc}") from None
     else:
         raise errors.unsupported_media_type([JSON_PATCH, MERGE_PATCH])
-    opts = handler._write_options(request)
+    opts = handler._write_options(request, kind)
     precondition = ""
 
     def apply(current: dict) -> dict:
@@ -88,7 +127,7 @@ async def scale(handler: ResourceHandler, request: web.Request, info: RequestInf
         requested_rv = (new_scale.get("metadata") or {}).get("resourceVersion", "")
         if verb == "update" and requested_rv:
             precondition = requested_rv
-        current.setdefault("spec", {})["replicas"] = new_scale.get("spec", {}).get("replicas", 0)
+        _set_replicas(kind, current, new_scale.get("spec", {}).get("replicas", 0))
         if verb == "update" and requested_rv:
             current["metadata"]["resourceVersion"] = requested_rv
         return current
@@ -107,7 +146,7 @@ async def binding(handler: ResourceHandler, request: web.Request, info: RequestI
     node = target.get("name", "")
     if not node:
         raise errors.invalid_object("Binding", "", info.name, [FieldError("Required", "target.name")])
-    opts = handler._write_options(request)
+    opts = handler._write_options(request, kind)
 
     def bind(current: dict) -> dict:
         spec = current.setdefault("spec", {})

@@ -151,10 +151,20 @@ class ResourceCache:
         self.oldest_rv = 0  # events with rv > oldest_rv are in history
         self.watchers: set[Watcher] = set()
 
+    def _read(self, obj: dict) -> None:
+        """Custom resources are pruned and defaulted with the storage version's schema when read from
+        storage, as upstream: objects stored before a default was added get it, fields a schema change
+        removed are dropped, and writes through another version keep only what the storage version knows."""
+        custom = self.kind.custom
+        if custom is not None and custom.schema is not None:
+            custom.schema.prune(obj)
+            custom.schema.default(obj)
+
     def apply(self, event: Event) -> None:
         key = event.kv.key
         obj = orjson.loads(event.kv.value)
         obj.setdefault("metadata", {})["resourceVersion"] = str(event.kv.mod_revision)
+        self._read(obj)
         cur = CachedObject(obj, event.kv.mod_revision)
         prev = self.objects.get(key)
         if event.type == "DELETED":
@@ -176,6 +186,7 @@ class ResourceCache:
 
     def load(self, key: str, obj: dict, rv: int) -> None:
         obj.setdefault("metadata", {})["resourceVersion"] = str(rv)
+        self._read(obj)
         if key not in self.objects:
             bisect.insort(self._keys, key)
         self.objects[key] = CachedObject(obj, rv)
@@ -233,6 +244,42 @@ class WatchCache:
             for watcher in cache.watchers:
                 watcher.close()
             cache.watchers.clear()
+
+    async def add_resource(self, kind: Kind) -> None:
+        """Start caching a resource that appeared at runtime (a custom resource's CRD was established),
+        or take its changed definition.
+
+        Events for its keys are applied from now on; objects already stored (a CRD deleted and
+        created again before its instances were gone) are loaded from the store."""
+        cache = self.caches.get(kind.storage_prefix)
+        if cache is not None:
+            # Its CRD changed: objects are read again from storage with the (possibly new) schema,
+            # except those an event has replaced since the list.
+            cache.kind = kind
+            if kind.custom is None or kind.custom.schema is None:
+                return
+            result = await self.store.list(kind.storage_prefix)
+            for kv in result.items:
+                cached = cache.objects.get(kv.key)
+                if cached is not None and cached.rv == kv.mod_revision:
+                    cache.load(kv.key, orjson.loads(kv.value), kv.mod_revision)
+            return
+        cache = ResourceCache(kind)
+        cache.oldest_rv = self.revision
+        self.caches[kind.storage_prefix] = cache
+        result = await self.store.list(kind.storage_prefix)
+        for kv in result.items:
+            if kv.key not in cache.objects and kv.mod_revision <= cache.oldest_rv:
+                cache.load(kv.key, orjson.loads(kv.value), kv.mod_revision)
+
+    def remove_resource(self, kind: Kind) -> None:
+        """Stop caching a resource (its CRD is gone); its watchers' streams end."""
+        cache = self.caches.pop(kind.storage_prefix, None)
+        if cache is None:
+            return
+        for watcher in cache.watchers:
+            watcher.close()
+        cache.watchers.clear()
 
     def _cache_for_key(self, key: str) -> ResourceCache | None:
         # /registry/<group>/<plural>/...

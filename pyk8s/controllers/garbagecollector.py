@@ -46,6 +46,7 @@ from ..client import (
 )
 from ..client.api import Resource
 from ..client.workqueue import REAL_CLOCK, Clock
+from .discovery import custom_resources
 
 log = logging.getLogger("pyk8s.controllers.garbagecollector")
 
@@ -59,6 +60,7 @@ ABSENT_OWNER_CACHE_SIZE = 500
 # short-lived, and nothing owns them.
 IGNORED_RESOURCES = frozenset({("", "events"), ("events.k8s.io", "events")})
 PATCH_RETRIES = 5
+CUSTOM_RESOURCE_RESYNC_SECONDS = 10.0  # how soon a new CRD's resources are monitored (upstream: 30 s)
 
 
 # ---- identities and the graph -----------------------------------------------------------
@@ -449,11 +451,63 @@ class GarbageCollector:
         self.absent_owners = AbsentOwnerCache()
         self.graph = GraphBuilder(self.attempt_to_delete, self.attempt_to_orphan, self.absent_owners,
                                   report_invalid_namespace=self._report_invalid_namespace)
+        self.factory = factory
         self.informers: list[Informer] = []
         for kind in kinds if kinds is not None else deletable_kinds():
-            informer = factory.informer(kind)
-            informer.add_handler(self.graph.on_add, self.graph.on_update, self.graph.on_delete)
-            self.informers.append(informer)
+            self._monitor(kind)
+        # Without an explicit list, custom resources are discovered and monitored as CRDs come.
+        self.discover = kinds is None
+        self.custom: dict[tuple[str, str], Resource] = {}  # (apiVersion, kind) -> resource, from discovery
+        self._custom_informers: dict[tuple[str, str], Informer] = {}  # (group, plural) -> its monitor
+        self._running: set[tuple[str, str]] = set()  # custom resources monitored now
+
+    def _monitor(self, kind: Kind | Resource) -> Informer:
+        informer = self.factory.informer(kind)
+        informer.add_handler(self.graph.on_add, self.graph.on_update, self.graph.on_delete)
+        self.informers.append(informer)
+        return informer
+
+    async def sync_custom_resources(self) -> None:
+        """Map the custom kinds' apiVersions, and monitor each new custom resource (upstream's resync)."""
+        found = await custom_resources(self.client)
+        if found.failures:
+            return  # a partial view would stop monitors of resources that still exist
+        self.custom = {(k.api_version, k.kind): Resource.of_kind(k) for k in found.kinds}
+        wanted = {(k.group, k.plural): k for k in found.preferred
+                  if all(verb in k.verbs for verb in ("delete", "list", "watch"))}
+        for resource, kind in wanted.items():
+            if resource in self._running:
+                continue
+            informer = self._custom_informers.get(resource)
+            if informer is None:
+                informer = self._custom_informers[resource] = self._monitor(kind)
+            informer.start()  # a resource that comes back relists, which reports what went meanwhile
+            self._running.add(resource)
+            log.info("garbage collector: monitoring %s", kind.group_resource)
+        for resource in self._running - wanted.keys():
+            # Its CRD is gone (its instances were deleted first, and those deletions were seen).
+            await self._custom_informers[resource].stop()
+            self._running.discard(resource)
+            log.info("garbage collector: no longer monitoring %s.%s", resource[1], resource[0])
+
+    async def _follow_custom_resources(self) -> None:
+        while True:
+            try:
+                await self.sync_custom_resources()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # discovery fails while the apiserver restarts; try again later
+                log.warning("garbage collector: discovery failed: %s", exc)
+            await asyncio.sleep(CUSTOM_RESOURCE_RESYNC_SECONDS)
+
+    def _resource(self, api_version: str, kind: str) -> Resource:
+        try:
+            return resolve((api_version, kind))
+        except ValueError as exc:
+            custom = self.custom.get((api_version, kind))
+            if custom is None:
+                raise RestMappingError(str(exc)) from None
+            return custom
 
     async def run(self) -> None:
         """Wait until every monitor has listed (the graph is complete), then work until cancelled."""
@@ -462,6 +516,8 @@ class GarbageCollector:
                  self.workers)
         try:
             async with asyncio.TaskGroup() as group:
+                if self.discover:
+                    group.create_task(self._follow_custom_resources(), name="gc-discovery")
                 for i in range(self.workers):
                     group.create_task(self._work(self.attempt_to_delete, self._attempt_to_delete_worker),
                                       name=f"gc-delete-{i}")
@@ -590,7 +646,7 @@ class GarbageCollector:
         namespaced_key = ObjectIdentity.of_reference(ref, node.identity.namespace)
         if self.absent_owners.has(cluster_key) or self.absent_owners.has(namespaced_key):
             return None
-        resource = _resource(ref.get("apiVersion", ""), ref.get("kind", ""))
+        resource = self._resource(ref.get("apiVersion", ""), ref.get("kind", ""))
         if resource.namespaced and not node.identity.namespace:
             self._report_invalid_namespace(node, ref)
             raise NamespacedOwnerOfClusterScopedObject(
@@ -639,7 +695,7 @@ class GarbageCollector:
     # ---- writes ----------------------------------------------------------------------------
 
     async def _get_live(self, identity: ObjectIdentity) -> dict | None:
-        resource = _resource(identity.api_version, identity.kind)
+        resource = self._resource(identity.api_version, identity.kind)
         if resource.namespaced and not identity.namespace:
             return None  # a namespaced kind named without a namespace: nothing can be there
         try:
@@ -650,7 +706,7 @@ class GarbageCollector:
             raise
 
     async def _delete(self, identity: ObjectIdentity, policy: str) -> None:
-        resource = _resource(identity.api_version, identity.kind)
+        resource = self._resource(identity.api_version, identity.kind)
         await self.client.delete(resource, identity.name, identity.namespace if resource.namespaced else None,
                                  propagation_policy=policy, preconditions={"uid": identity.uid})
 
@@ -665,7 +721,7 @@ class GarbageCollector:
                                    edit: Callable[[list], list]) -> None:
         """Read-modify-write of a metadata list, conditional on the resourceVersion read (a merge patch
         replaces the whole list, so the precondition is what keeps concurrent writers' entries)."""
-        resource = _resource(identity.api_version, identity.kind)
+        resource = self._resource(identity.api_version, identity.kind)
         namespace = identity.namespace if resource.namespaced else None
         for _ in range(PATCH_RETRIES):
             latest = await self._get_live(identity)
@@ -701,10 +757,3 @@ class GarbageCollector:
 
 def _unblocked(references: list[dict]) -> list[dict]:
     return [{**ref, "blockOwnerDeletion": False} if _blocks(ref) else ref for ref in references]
-
-
-def _resource(api_version: str, kind: str) -> Resource:
-    try:
-        return resolve((api_version, kind))
-    except ValueError as exc:
-        raise RestMappingError(str(exc)) from None

@@ -32,6 +32,7 @@ from ..client import (
     is_not_found,
 )
 from ..client.workqueue import REAL_CLOCK, BucketRateLimiter, Clock, ItemExponentialFailureRateLimiter, MaxOfRateLimiter
+from .discovery import custom_resources
 
 log = logging.getLogger("pyk8s.controllers.namespace")
 
@@ -188,6 +189,8 @@ class NamespacedResourcesDeleter:
 
     def __init__(self, client: APIClient, kinds: Iterable[Kind] | None = None):
         self.client = client
+        # Without an explicit list, custom resources are discovered on every sweep (CRDs come and go).
+        self.discover = kinds is None
         self.kinds = list(kinds) if kinds is not None else namespaced_kinds()
         self._deletecollection_unsupported: set[Kind] = set()
         self._list_unsupported: set[Kind] = set()
@@ -253,11 +256,17 @@ class NamespacedResourcesDeleter:
         deleted_at = _parse_time(namespace["metadata"].get("deletionTimestamp")) or datetime.now(UTC)
         conditions = ConditionUpdater()
         totals = ContentTotals()
-        results = await asyncio.gather(*(self._delete_kind(kind, name, deleted_at) for kind in self.kinds),
+        kinds = list(self.kinds)
+        if self.discover:
+            found = await custom_resources(self.client)
+            kinds += [k for k in found.preferred if k.namespaced and "delete" in k.verbs]
+            if found.failures:
+                conditions.process_discovery_errors(found.failures)
+        results = await asyncio.gather(*(self._delete_kind(kind, name, deleted_at) for kind in kinds),
                                        return_exceptions=True)
         estimate = 0
         errors: list[BaseException] = []
-        for kind, result in zip(self.kinds, results, strict=True):
+        for kind, result in zip(kinds, results, strict=True):
             if isinstance(result, asyncio.CancelledError):
                 raise result
             if isinstance(result, BaseException):
