@@ -167,6 +167,15 @@ KINDS: tuple[Kind, ...] = (
     _k("coordination.k8s.io", "v1", "Lease", "leases"),
     # scheduling.k8s.io/v1
     _k("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", namespaced=False, short_names=("pc",)),
+    # admissionregistration.k8s.io/v1
+    _k("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration", "mutatingwebhookconfigurations",
+       namespaced=False, categories=("api-extensions",), tracks_generation=True),
+    _k("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration", "validatingwebhookconfigurations",
+       namespaced=False, categories=("api-extensions",), tracks_generation=True),
+    _k("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicy", "validatingadmissionpolicies",
+       namespaced=False, categories=("api-extensions",), subresources=(STATUS,), tracks_generation=True),
+    _k("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicyBinding", "validatingadmissionpolicybindings",
+       namespaced=False, categories=("api-extensions",), tracks_generation=True),
 )
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import ssl
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import psutil
 from aiohttp import web
@@ -19,6 +20,8 @@ from ..api import errors
 from ..api.errors import APIError
 from ..api.kinds import REGISTRY
 from ..store import Store
+from .admission import AdmissionConfig, ClusterState, build_chain
+from .admission.priority import ensure_system_priority_classes
 from .allocators import ServiceAllocator
 from .authn import Authenticator, Unauthenticated
 from .authz import authorize
@@ -29,7 +32,7 @@ from .metrics import Metrics
 from .negotiation import parse_bool
 from .openapi import OpenAPIDocs
 from .requestinfo import RequestInfo, parse_request_info
-from .rest import REST
+from .rest import REST, WriteOptions
 from .watchcache import WatchCache
 
 log = logging.getLogger("pyk8s.apiserver")
@@ -47,6 +50,7 @@ class APIServerConfig:
     advertise_address: str = "127.0.0.1"
     service_cidr: str = "10.43.0.0/16"
     node_port_range: tuple[int, int] = (30000, 32767)
+    admission: AdmissionConfig = field(default_factory=AdmissionConfig)
 
 
 class APIServer:
@@ -59,6 +63,7 @@ class APIServer:
         self.cache = WatchCache(store, REGISTRY.stored_kinds())
         self.allocator = ServiceAllocator(config.service_cidr, config.node_port_range)
         self.rest = REST(store, self.cache, {"Service": self.allocator})
+        self.rest.admission = build_chain(config.admission, ClusterState(self.cache), self._write_quota_status)
         self.resources = ResourceHandler(self.rest)
         self.discovery = Discovery(REGISTRY, f"{config.advertise_address}:{config.secure_port}")
         self.openapi = OpenAPIDocs(REGISTRY)
@@ -85,14 +90,24 @@ class APIServer:
             self.port = sockets[0].getsockname()[1]
         await bootstrap(self.rest, advertise_address=self.config.advertise_address, secure_port=self.port,
                         service_ip=self.allocator.kubernetes_service_ip)
+        await ensure_system_priority_classes(self.rest)
         self.ready = True
         log.info("apiserver serving on %s:%d", self.config.bind_address, self.port)
 
     async def stop(self) -> None:
         self.ready = False
+        if self.rest.admission is not None:
+            await self.rest.admission.close()
         await self.cache.stop()
         if self._runner is not None:
             await self._runner.cleanup()
+
+    async def _write_quota_status(self, namespace: str, name: str, charge: Callable[[dict], dict]) -> None:
+        """ResourceQuota admission's charge: a compare-and-swap write of the quota's status."""
+        quotas = REGISTRY.by_kind("", "v1", "ResourceQuota")
+        assert quotas is not None
+        await self.rest.update(quotas, namespace, name, charge, WriteOptions(field_manager="kube-apiserver"),
+                               "status")
 
     # ---- request pipeline --------------------------------------------------------------
 
