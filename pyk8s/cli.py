@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 import uvloop
 
+from .apiserver.admission import AdmissionConfig
 from .server.launcher import ServerOptions, default_data_dir, run_server
 
 
@@ -45,21 +46,36 @@ def main() -> None:
 @click.option("--controllers", default="*", show_default=True, help="What the controller-manager runs.")
 @click.option("--disable-controller-manager", is_flag=True, help="Run no controller-manager.")
 @click.option("--disable-scheduler", is_flag=True, help="Run no scheduler.")
+@click.option("--enable-admission-plugins", default="", help="Admission plugins to run beside the default ones.")
+@click.option("--disable-admission-plugins", default="", help="Default admission plugins not to run.")
+@click.option("--admission-control-config-file", type=click.Path(path_type=Path, exists=True), default=None,
+              help="AdmissionConfiguration with plugin settings (PodSecurity defaults and exemptions).")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def server(data_dir: Path | None, https_port: int, bind_address: str, advertise_address: str,
            token_file: Path | None, disable_agent: bool, simulated_nodes: int, simulated_node_capacity: str,
-           controllers: str, disable_controller_manager: bool, disable_scheduler: bool, verbose: bool) -> None:
+           controllers: str, disable_controller_manager: bool, disable_scheduler: bool, enable_admission_plugins: str,
+           disable_admission_plugins: str, admission_control_config_file: Path | None, verbose: bool) -> None:
     """Run a whole single-machine cluster (embedded SQLite store)."""
     _setup_logging(verbose)
+    try:
+        admission = AdmissionConfig(enable_plugins=_names(enable_admission_plugins),
+                                    disable_plugins=_names(disable_admission_plugins),
+                                    pod_security_config_file=admission_control_config_file)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
     tune_gc()
     opts = ServerOptions(data_dir=data_dir or default_data_dir(), https_port=https_port, bind_address=bind_address,
                          advertise_address=advertise_address, token_file=token_file, disable_agent=disable_agent,
                          simulated_nodes=simulated_nodes,
                          simulated_node_capacity=_parse_capacity(simulated_node_capacity),
                          controllers=controllers, disable_controller_manager=disable_controller_manager,
-                         disable_scheduler=disable_scheduler,
+                         disable_scheduler=disable_scheduler, admission=admission,
                          verbose=verbose)
     uvloop.run(run_server(opts))
+
+
+def _names(value: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in value.split(",") if name.strip())
 
 
 def _parse_capacity(value: str) -> dict[str, str]:

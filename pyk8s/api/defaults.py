@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import re
 
+from . import admissionregistration
 from .quantity import QuantityError, normalize
 
 TERMINATION_GRACE_PERIOD_SECONDS = 30
@@ -668,3 +669,21 @@ def role_binding(obj: dict) -> None:
 def cluster_role_binding(obj: dict) -> None:
     _binding(obj)
 
+
+
+# --- admissionregistration.k8s.io/v1 (the rules live in pyk8s.api.admissionregistration) ---
+
+def mutating_webhook_configuration(obj: dict) -> None:
+    admissionregistration.default_mutating(obj)
+
+
+def validating_webhook_configuration(obj: dict) -> None:
+    admissionregistration.default_validating(obj)
+
+
+def validating_admission_policy(obj: dict) -> None:
+    admissionregistration.default_policy(obj)
+
+
+def validating_admission_policy_binding(obj: dict) -> None:
+    admissionregistration.default_binding(obj)

@@ -177,6 +177,15 @@ KINDS: tuple[Kind, ...] = (
     # apiextensions.k8s.io/v1
     _k("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", namespaced=False,
        short_names=("crd", "crds"), categories=("api-extensions",), subresources=(STATUS,), tracks_generation=True),
+    # admissionregistration.k8s.io/v1
+    _k("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration", "mutatingwebhookconfigurations",
+       namespaced=False, categories=("api-extensions",), tracks_generation=True),
+    _k("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration", "validatingwebhookconfigurations",
+       namespaced=False, categories=("api-extensions",), tracks_generation=True),
+    _k("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicy", "validatingadmissionpolicies",
+       namespaced=False, categories=("api-extensions",), subresources=(STATUS,), tracks_generation=True),
+    _k("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicyBinding", "validatingadmissionpolicybindings",
+       namespaced=False, categories=("api-extensions",), tracks_generation=True),
 )
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from itertools import takewhile
 from typing import Any
 
+from . import admissionregistration
 from .errors import FieldError, duplicate, forbidden, invalid, not_supported, required
 from .gofmt import quote
 from .quantity import Quantity, QuantityError
@@ -2832,3 +2833,21 @@ def controller_revision_update(obj: dict, old: dict) -> list[FieldError]:
 
 def ingress_class_update(obj: dict, old: dict) -> list[FieldError]:
     return _immutable(_dict(obj, "spec").get("controller"), _dict(old, "spec").get("controller"), "spec.controller")
+
+
+# --- admissionregistration.k8s.io/v1 (the rules live in pyk8s.api.admissionregistration) ---
+
+def mutating_webhook_configuration(obj: dict) -> list[FieldError]:
+    return admissionregistration.validate_mutating(obj)
+
+
+def validating_webhook_configuration(obj: dict) -> list[FieldError]:
+    return admissionregistration.validate_validating(obj)
+
+
+def validating_admission_policy(obj: dict) -> list[FieldError]:
+    return admissionregistration.validate_policy(obj)
+
+
+def validating_admission_policy_binding(obj: dict) -> list[FieldError]:
+    return admissionregistration.validate_binding(obj)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import ssl
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import psutil
 from aiohttp import web
@@ -19,6 +20,8 @@ from ..api import errors
 from ..api.errors import APIError
 from ..api.kinds import REGISTRY
 from ..store import Store
+from .admission import AdmissionConfig, ClusterState, build_chain
+from .admission.priority import ensure_system_priority_classes
 from .allocators import ServiceAllocator
 from .authn import Authenticator, Unauthenticated
 from .authz import authorize
@@ -30,7 +33,7 @@ from .metrics import Metrics
 from .negotiation import parse_bool
 from .openapi import OpenAPIDocs
 from .requestinfo import RequestInfo, parse_request_info
-from .rest import REST
+from .rest import REST, WriteOptions
 from .watchcache import WatchCache
 
 log = logging.getLogger("pyk8s.apiserver")
@@ -48,6 +51,7 @@ class APIServerConfig:
     advertise_address: str = "127.0.0.1"
     service_cidr: str = "10.43.0.0/16"
     node_port_range: tuple[int, int] = (30000, 32767)
+    admission: AdmissionConfig = field(default_factory=AdmissionConfig)
 
 
 class APIServer:
@@ -60,6 +64,7 @@ class APIServer:
         self.cache = WatchCache(store, REGISTRY.stored_kinds())
         self.allocator = ServiceAllocator(config.service_cidr, config.node_port_range)
         self.rest = REST(store, self.cache, {"Service": self.allocator})
+        self.rest.admission = build_chain(config.admission, ClusterState(self.cache), self._write_quota_status)
         self.resources = ResourceHandler(self.rest)
         self.discovery = Discovery(REGISTRY, f"{config.advertise_address}:{config.secure_port}")
         self.openapi = OpenAPIDocs(REGISTRY)
@@ -90,12 +95,15 @@ class APIServer:
             self.port = sockets[0].getsockname()[1]
         await bootstrap(self.rest, advertise_address=self.config.advertise_address, secure_port=self.port,
                         service_ip=self.allocator.kubernetes_service_ip)
+        await ensure_system_priority_classes(self.rest)
         self.ready = True
         log.info("apiserver serving on %s:%d", self.config.bind_address, self.port)
 
     async def stop(self) -> None:
         self.ready = False
         await self.crds.stop()
+        if self.rest.admission is not None:
+            await self.rest.admission.close()
         await self.cache.stop()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -105,6 +113,13 @@ class APIServer:
         discovery and OpenAPI requests see the new set."""
         self.discovery = Discovery(REGISTRY, f"{self.config.advertise_address}:{self.port}")
         self.openapi.refresh(group)
+
+    async def _write_quota_status(self, namespace: str, name: str, charge: Callable[[dict], dict]) -> None:
+        """ResourceQuota admission's charge: a compare-and-swap write of the quota's status."""
+        quotas = REGISTRY.by_kind("", "v1", "ResourceQuota")
+        assert quotas is not None
+        await self.rest.update(quotas, namespace, name, charge, WriteOptions(field_manager="kube-apiserver"),
+                               "status")
 
     # ---- request pipeline --------------------------------------------------------------
 

@@ -51,6 +51,14 @@ def json_response(obj: dict | bytes, status: int = 200, headers: dict | None = N
     return web.Response(body=body, status=status, headers={**JSON_HEADERS, **(headers or {})})
 
 
+def _warning_header(warnings: list[str] | None) -> dict | None:
+    """RFC 7234 warn-code 299 values, which kubectl prints as `Warning: <text>`."""
+    if not warnings:
+        return None
+    quoted = (w.replace("\\", "\\\\").replace('"', '\\"') for w in dict.fromkeys(warnings))
+    return {"Warning": ", ".join(f'299 - "{w}"' for w in quoted)}
+
+
 def _merge_patch(target, patch):
     """RFC 7386 JSON merge patch."""
     if not isinstance(patch, dict):
@@ -149,7 +157,7 @@ class ResourceHandler:
                                            "be more than 128 bytes")
         # Without a fieldManager, upstream names the writer after its User-Agent's product ("kubectl").
         manager = manager or request.headers.get("User-Agent", "").split("/", 1)[0]
-        return WriteOptions(dry_run=bool(dry_run), field_manager=manager, served=kind)
+        return WriteOptions(dry_run=bool(dry_run), field_manager=manager, served=kind, user=request.get("user"))
 
     def _field_validation(self, request: web.Request) -> str:
         value = request.query.get("fieldValidation", "")
@@ -207,7 +215,7 @@ class ResourceHandler:
     def _respond_object(self, request: web.Request, kind: Kind, obj: dict, status: int = 200,
                         warnings: list[str] | None = None) -> web.Response:
         accept = parse_accept(request.headers.get("Accept"))
-        headers = {"Warning": ", ".join(f'299 - "{_quoted(w)}"' for w in warnings)} if warnings else None
+        headers = _warning_header(warnings)
         if accept.table:
             return json_response(self._table(kind, [obj], accept, request), status, headers)
         return json_response(self._out(kind, obj), status, headers)
@@ -302,7 +310,7 @@ class ResourceHandler:
         obj, warnings = await self._decoded_object(request, info, kind)
         opts = self._write_options(request, kind)
         created = await self.rest.create(self._storage(kind), info.namespace, self._in(kind, obj), opts)
-        return self._respond_object(request, kind, created, 201, warnings)
+        return self._respond_object(request, kind, created, 201, warnings + opts.warnings)
 
     async def _decoded_object(self, request: web.Request, info: RequestInfo, kind: Kind) -> tuple[dict, list[str]]:
         """The request body of a create or update, checked against the URL and the schema."""
@@ -339,7 +347,7 @@ class ResourceHandler:
         updated, created = await self.rest.update(
             self._storage(kind), info.namespace, info.name, replace, opts, subresource,
             allow_create_obj=None)
-        return self._respond_object(request, kind, updated, 201 if created else 200, warnings)
+        return self._respond_object(request, kind, updated, 201 if created else 200, warnings + opts.warnings)
 
     async def _patch(self, request: web.Request, info: RequestInfo, kind: Kind, subresource: str = "") \
             -> web.Response:
@@ -393,7 +401,7 @@ class ResourceHandler:
 
         updated, _ = await self.rest.update(self._storage(kind), info.namespace, info.name, apply, opts,
                                             subresource)
-        return self._respond_object(request, kind, updated, 200, warnings)
+        return self._respond_object(request, kind, updated, 200, warnings + opts.warnings)
 
     async def _apply(self, request: web.Request, info: RequestInfo, kind: Kind, subresource: str) -> web.Response:
         """Server-side apply (application/apply-patch+yaml): create-on-apply, ownership, conflicts."""
@@ -432,7 +440,7 @@ class ResourceHandler:
             create_obj["metadata"].setdefault("name", info.name)
         updated, created = await self.rest.update(self._storage(kind), info.namespace, info.name, apply_to_current,
                                                   opts, subresource, allow_create_obj=create_obj)
-        return self._respond_object(request, kind, updated, 201 if created else 200, warnings)
+        return self._respond_object(request, kind, updated, 201 if created else 200, warnings + opts.warnings)
 
     @staticmethod
     def _strategic_merge(kind: Kind, served: dict, patch: dict) -> dict:
@@ -475,7 +483,8 @@ class ResourceHandler:
             if value != "All":
                 raise errors.bad_request(f'Invalid dry run value: "{value}". Valid values are: "All"')
         return DeleteOptions(grace_period_seconds=grace, propagation_policy=policy,
-                             preconditions=body.get("preconditions") or {}, dry_run=bool(dry_run))
+                             preconditions=body.get("preconditions") or {}, dry_run=bool(dry_run),
+                             user=request.get("user"))
 
     async def _delete(self, request: web.Request, info: RequestInfo, kind: Kind) -> web.Response:
         options = await self._delete_options(request)
@@ -483,8 +492,9 @@ class ResourceHandler:
         if deleted_now and not kind.returns_deleted_object:
             details = {"name": info.name, "group": kind.group, "kind": kind.plural, "uid": obj["metadata"]["uid"]}
             return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                                  "details": {k: v for k, v in details.items() if v}})
-        return self._respond_object(request, kind, obj, 200)
+                                  "details": {k: v for k, v in details.items() if v}},
+                                 headers=_warning_header(options.warnings))
+        return self._respond_object(request, kind, obj, 200, options.warnings)
 
     async def _delete_collection(self, request: web.Request, info: RequestInfo, kind: Kind) -> web.Response:
         options = await self._delete_options(request)

@@ -22,6 +22,7 @@ from ..api.meta import metadata, now_rfc3339
 from ..api.selectors import FieldSelector, LabelSelector, selectable_fields
 from ..store import CompactedError, KeyExistsError, KeyNotFoundError, RevisionMismatchError, Store
 from . import strategy
+from .admission import CREATE, DELETE, UPDATE, AdmissionChain, Attributes
 from .watchcache import CachedObject, WatchCache
 
 log = logging.getLogger("pyk8s.apiserver.rest")
@@ -38,6 +39,9 @@ class WriteOptions:
     # The kind (version) the request named; a custom resource is pruned, defaulted and validated with
     # that version's schema and subresources, as upstream's per-version storage does.
     served: Kind | None = None
+    user: object | None = None  # who asks (authn.UserInfo), for admission; None for the server's own writes
+    # Filled by admission: `Warning` headers for the response.
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -46,6 +50,8 @@ class DeleteOptions:
     propagation_policy: str | None = None
     preconditions: dict = field(default_factory=dict)
     dry_run: bool = False
+    user: object | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -128,10 +134,12 @@ EXPIRED_CONTINUE = (
 
 
 class REST:
-    def __init__(self, store: Store, cache: WatchCache, hooks: dict[str, Hooks]):
+    def __init__(self, store: Store, cache: WatchCache, hooks: dict[str, Hooks],
+                 admission: AdmissionChain | None = None):
         self.store = store
         self.cache = cache
         self.hooks = hooks
+        self.admission = admission
 
     def _hooks(self, kind: Kind) -> Hooks | None:
         return self.hooks.get(kind.kind)
@@ -239,37 +247,33 @@ class REST:
 
     # ---- writes ------------------------------------------------------------------------
 
-    async def _namespace_admission(self, kind: Kind, namespace: str) -> None:
-        """NamespaceLifecycle: no new content in a missing or terminating namespace."""
-        if not kind.namespaced:
-            return
-        ns_cache = self.cache.caches.get("/registry/core/namespaces/")
-        if ns_cache is None:
-            return
-        await self.cache.wait_fresh()
-        ns = ns_cache.objects.get(f"/registry/core/namespaces/{namespace}")
-        if ns is None:
-            raise errors.not_found("namespaces", "", namespace)
-        if ns.obj["metadata"].get("deletionTimestamp") or (ns.obj.get("status") or {}).get("phase") == "Terminating":
-            raise errors.forbidden_error(
-                kind.plural, kind.group, "",
-                f"unable to create new content in namespace {namespace} because it is being terminated")
-
     async def create(self, kind: Kind, namespace: str, obj: dict, opts: WriteOptions) -> dict:
         meta = metadata(obj)
         if meta.get("resourceVersion"):
             raise errors.bad_request("resourceVersion should not be set on objects to be created")
+        requested_name = meta.get("name", "")  # admission sees "" when the name is generated, as upstream
         rules = _strategy_kind(kind, opts)
         strategy.prepare_for_create(rules, obj, namespace)
         strategy.apply_defaults(rules, obj)
         if not opts.applying:
+            # Before admission, as upstream: fields admission adds belong to no manager.
             managed_fields.record_update(None, obj, manager=opts.field_manager, api_version=rules.api_version,
                                          subresource="", now=now_rfc3339(), meta=_field_types(rules))
+        attrs = None
+        if self.admission is not None:
+            # Mutating admission sees the decoded, defaulted object; whatever it adds is defaulted too.
+            attrs = Attributes(kind, CREATE, namespace, requested_name, obj, dry_run=opts.dry_run,
+                               user=opts.user, warnings=opts.warnings)
+            await self.admission.admit(attrs)
+            strategy.apply_defaults(rules, obj)
+            if kind.kind == "Pod":
+                obj["status"]["qosClass"] = strategy.qos_class(obj.get("spec") or {})
         name = meta.get("name", "")
         errs = strategy.validate_create(rules, obj)
         if errs:
             raise errors.invalid_object(kind.kind, kind.group, name, errs)
-        await self._namespace_admission(kind, namespace)
+        if attrs is not None:
+            await self.admission.validate(attrs)
         hooks = self._hooks(kind)
         if hooks:
             await hooks.before_create(kind, obj, opts.dry_run)
@@ -301,7 +305,9 @@ class REST:
         a resourceVersion inside it (or `expected_rv`) is a precondition. Returns (object,
         created); `allow_create_obj` makes a missing object be created from it (PUT create)."""
         key = kind.key(namespace, name)
+        warnings_before = len(opts.warnings)
         for _ in range(_UPDATE_RETRIES):
+            del opts.warnings[warnings_before:]  # a retry runs admission again
             current = await self._current(kind, namespace, name)
             if current is None:
                 if allow_create_obj is not None and not subresource:
@@ -316,6 +322,13 @@ class REST:
             requested_rv = expected_rv or new["metadata"].get("resourceVersion", "")
             if requested_rv and requested_rv != str(old_rev):
                 raise errors.conflict(kind.plural, kind.group, name, errors.OPTIMISTIC_LOCK_MESSAGE)
+            attrs = None
+            if self.admission is not None:
+                # Admission runs again on every retry, against the fresh object (upstream's update transformers).
+                # A binding creates pods/binding, so admission sees it as a create of that subresource.
+                attrs = Attributes(kind, CREATE if subresource == "binding" else UPDATE, namespace, name, new, old,
+                                   subresource, opts.dry_run, opts.user)
+                await self.admission.admit(attrs)
             rules = _strategy_kind(kind, opts)
             new = self._prepare_update(rules, new, old, subresource)
             if not opts.applying and subresource in ("", "status"):
@@ -326,6 +339,10 @@ class REST:
             errs = [] if subresource == "binding" else strategy.validate_update(rules, new, old)
             if errs:
                 raise errors.invalid_object(kind.kind, kind.group, name, errs)
+            if attrs is not None:
+                attrs.obj = new
+                await self.admission.validate(attrs)
+                opts.warnings.extend(attrs.warnings)
             hooks = self._hooks(kind)
             if hooks:
                 await hooks.before_update(kind, new, old, opts.dry_run)
@@ -377,7 +394,9 @@ class REST:
     async def delete(self, kind: Kind, namespace: str, name: str, options: DeleteOptions) -> tuple[dict, bool]:
         """Returns (object, deleted_now). Objects with finalizers or grace get a deletionTimestamp."""
         key = kind.key(namespace, name)
+        warnings_before = len(options.warnings)
         for _ in range(_UPDATE_RETRIES):
+            del options.warnings[warnings_before:]  # a retry runs admission again
             current = await self._current(kind, namespace, name)
             if current is None:
                 raise errors.not_found(kind.plural, kind.group, name)
@@ -392,6 +411,11 @@ class REST:
                 raise errors.conflict(kind.plural, kind.group, name,
                                       f"Precondition failed: ResourceVersion in precondition: "
                                       f"{pre['resourceVersion']}, ResourceVersion in object meta: {rev}")
+            if self.admission is not None:
+                attrs = Attributes(kind, DELETE, namespace, name, None, obj, dry_run=options.dry_run,
+                                   user=options.user, warnings=options.warnings)
+                await self.admission.admit(attrs)
+                await self.admission.validate(attrs)
             marked = self._mark_for_deletion(kind, obj, options)
             if options.dry_run:
                 return obj, not marked

@@ -59,7 +59,7 @@ def apply_defaults(kind: Kind, obj: dict) -> None:
         fn(obj)
 
 
-def _qos_class(spec: dict) -> str:
+def qos_class(spec: dict) -> str:
     """BestEffort, Guaranteed or Burstable from container requests and limits (upstream GetPodQOS)."""
     containers = list(spec.get("containers") or []) + list(spec.get("initContainers") or [])
     requests_seen = limits_seen = False
@@ -102,7 +102,7 @@ def prepare_for_create(kind: Kind, obj: dict, namespace: str) -> None:
     if kind.kind == "Job":
         defaults.generate_job_selector(obj)
     if kind.kind == "Pod":
-        obj["status"] = {"phase": "Pending", "qosClass": _qos_class(obj.get("spec") or {})}
+        obj["status"] = {"phase": "Pending", "qosClass": qos_class(obj.get("spec") or {})}
     elif kind.kind in ("PersistentVolume", "PersistentVolumeClaim"):
         obj["status"] = {"phase": "Pending"}
     elif kind.kind == "Namespace":

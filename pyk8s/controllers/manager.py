@@ -33,6 +33,7 @@ from .nodeipam import NodeIPAMController
 from .nodelifecycle import NodeLifecycleController
 from .podgc import PodGCController
 from .replicaset import ReplicaSetController, replication_controller
+from .resourcequota import ResourceQuotaController
 
 log = logging.getLogger("pyk8s.controllers.manager")
 
@@ -79,6 +80,7 @@ CONTROLLERS: dict[str, ControllerSpec] = {spec.name: spec for spec in (
     ControllerSpec("node-ipam-controller", NodeIPAMController.from_context, aliases=("nodeipam",)),
     ControllerSpec("node-lifecycle-controller", NodeLifecycleController.from_context, aliases=("nodelifecycle",)),
     ControllerSpec("pod-garbage-collector-controller", PodGCController.from_context, aliases=("podgc",)),
+    ControllerSpec("resourcequota-controller", ResourceQuotaController.from_context, aliases=("resourcequota",)),
     ControllerSpec("replicaset-controller",
                    lambda ctx: ReplicaSetController(ctx.client, ctx.factory, ctx.recorder, clock=ctx.clock),
                    aliases=("replicaset",), disabled_by_default=True),

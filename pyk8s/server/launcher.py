@@ -19,6 +19,7 @@ from pathlib import Path
 
 import psutil
 
+from ..apiserver.admission import AdmissionConfig
 from ..apiserver.app import APIServer, APIServerConfig
 from ..apiserver.authn import Authenticator
 from ..store.sqlite import SQLiteStore
@@ -50,6 +51,7 @@ class ServerOptions:
     controllers: str = "*"
     disable_controller_manager: bool = False
     disable_scheduler: bool = False
+    admission: AdmissionConfig = field(default_factory=AdmissionConfig)
     verbose: bool = False
 
 
@@ -140,7 +142,7 @@ async def run_server(opts: ServerOptions, *, ready: asyncio.Event | None = None,
     log.info("opening the store at %s", data_dir / "db" / "state.db")
     await store.start()
     config = APIServerConfig(bind_address=opts.bind_address, secure_port=opts.https_port,
-                             advertise_address=advertise, service_cidr=opts.service_cidr)
+                             advertise_address=advertise, service_cidr=opts.service_cidr, admission=opts.admission)
     server = APIServer(store, config, server_ssl_context(pki), Authenticator(tokens))
     try:
         await server.start()

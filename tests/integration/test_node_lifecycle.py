@@ -16,7 +16,7 @@ from pyk8s.client import APIClient
 from pyk8s.controllers.manager import ControllerManager
 from pyk8s.controllers.nodelifecycle import TAINT_UNREACHABLE
 
-from conftest import Cluster
+from conftest import BARE, Cluster
 
 PREFIX = "nlc-"
 GRACE = 6.0
@@ -35,6 +35,17 @@ class Agent(AgentThread):
         self.nodes = SimulatedNodes(self.client, 3, name_prefix=PREFIX, renew_interval=1.0, ipam_wait=30)
         self.task = asyncio.ensure_future(self.nodes.run())
         await self.nodes.wait_registered(30)
+
+
+@pytest.fixture(scope="module")
+def bare_cluster(tmp_path_factory):
+    """The module's component-less server, without DefaultTolerationSeconds: the pod "plain" must have no
+    toleration of unreachable nodes at all (the plugin would give it 300 s)."""
+    c = Cluster(tmp_path_factory.mktemp("bare"), (*BARE, "--disable-admission-plugins", "DefaultTolerationSeconds"))
+    c.start()
+    yield c
+    if c.process is not None:
+        c.stop()
 
 
 @pytest.fixture

@@ -15,19 +15,20 @@ from pyk8s.controllers.namespace import (
     namespaced_kinds,
 )
 
-NODE_CONTROLLERS = ["node-ipam-controller", "node-lifecycle-controller", "pod-garbage-collector-controller"]
-ALL = ["garbage-collector-controller", "namespace-controller", *NODE_CONTROLLERS]  # the defaults
+LATER_DEFAULTS = ["node-ipam-controller", "node-lifecycle-controller", "pod-garbage-collector-controller",
+                    "resourcequota-controller"]
+ALL = ["garbage-collector-controller", "namespace-controller", *LATER_DEFAULTS]  # the defaults
 
 
 @pytest.mark.parametrize(("selection", "expected"), [
     ("*", ALL),
     ("", []),
     ("namespace", ["namespace-controller"]),
-    ("*,-namespace", ["garbage-collector-controller", *NODE_CONTROLLERS]),
-    ("-garbagecollector,*", ["namespace-controller", *NODE_CONTROLLERS]),
+    ("*,-namespace", ["garbage-collector-controller", *LATER_DEFAULTS]),
+    ("-garbagecollector,*", ["namespace-controller", *LATER_DEFAULTS]),
     ("garbage-collector-controller,-garbage-collector-controller", ["garbage-collector-controller"]),  # first wins
-    ("-namespace,namespace,*", ["garbage-collector-controller", *NODE_CONTROLLERS]),
-    (["*", "-namespace-controller"], ["garbage-collector-controller", *NODE_CONTROLLERS]),
+    ("-namespace,namespace,*", ["garbage-collector-controller", *LATER_DEFAULTS]),
+    (["*", "-namespace-controller"], ["garbage-collector-controller", *LATER_DEFAULTS]),
     ("*,replicaset-controller", [*ALL, "replicaset-controller"]),  # off by default, on when named
 ])
 def test_controller_selection(selection, expected):
