@@ -16,19 +16,24 @@ from pyk8s.controllers.namespace import (
 )
 
 NODE_CONTROLLERS = ["node-ipam-controller", "node-lifecycle-controller", "pod-garbage-collector-controller"]
-ALL = ["garbage-collector-controller", "namespace-controller", *NODE_CONTROLLERS]  # the defaults
+IDENTITY_CONTROLLERS = ["root-ca-certificate-publisher-controller", "serviceaccount-controller",
+                        "serviceaccount-token-controller"]
+AGGREGATION = "clusterrole-aggregation-controller"
+GC = "garbage-collector-controller"
+ALL = [AGGREGATION, GC, "namespace-controller", *NODE_CONTROLLERS, *IDENTITY_CONTROLLERS]  # the defaults
 
 
 @pytest.mark.parametrize(("selection", "expected"), [
     ("*", ALL),
     ("", []),
     ("namespace", ["namespace-controller"]),
-    ("*,-namespace", ["garbage-collector-controller", *NODE_CONTROLLERS]),
-    ("-garbagecollector,*", ["namespace-controller", *NODE_CONTROLLERS]),
-    ("garbage-collector-controller,-garbage-collector-controller", ["garbage-collector-controller"]),  # first wins
-    ("-namespace,namespace,*", ["garbage-collector-controller", *NODE_CONTROLLERS]),
-    (["*", "-namespace-controller"], ["garbage-collector-controller", *NODE_CONTROLLERS]),
-    ("*,replicaset-controller", [*ALL, "replicaset-controller"]),  # off by default, on when named
+    ("*,-namespace", [AGGREGATION, GC, *NODE_CONTROLLERS, *IDENTITY_CONTROLLERS]),
+    ("-garbagecollector,*", [AGGREGATION, "namespace-controller", *NODE_CONTROLLERS, *IDENTITY_CONTROLLERS]),
+    ("garbage-collector-controller,-garbage-collector-controller", [GC]),  # first wins
+    ("-namespace,namespace,*", [AGGREGATION, GC, *NODE_CONTROLLERS, *IDENTITY_CONTROLLERS]),
+    (["*", "-namespace-controller"], [AGGREGATION, GC, *NODE_CONTROLLERS, *IDENTITY_CONTROLLERS]),
+    ("*,replicaset-controller", [AGGREGATION, GC, "namespace-controller", *NODE_CONTROLLERS, "replicaset-controller",
+                                 *IDENTITY_CONTROLLERS]),  # off by default, on when named
 ])
 def test_controller_selection(selection, expected):
     assert enabled_controllers(selection) == expected
