@@ -94,14 +94,22 @@ def _parse_capacity(value: str) -> dict[str, str]:
 @click.option("--controllers", default="*", show_default=True,
               help='Controllers to run: "*" for the defaults, "name" to enable, "-name" to disable.')
 @click.option("--leader-elect/--no-leader-elect", default=True, show_default=True)
+@click.option("--root-ca-file", type=click.Path(path_type=Path, exists=True), default=None,
+              help="CA bundle published as kube-root-ca.crt (default: the kubeconfig's CA).")
+@click.option("--service-account-private-key-file", type=click.Path(path_type=Path, exists=True), default=None,
+              help="Key that signs legacy service-account tokens (without it that controller is off).")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
-def controller_manager(kubeconfig: Path, controllers: str, leader_elect: bool, verbose: bool) -> None:
+def controller_manager(kubeconfig: Path, controllers: str, leader_elect: bool, root_ca_file: Path | None,
+                       service_account_private_key_file: Path | None, verbose: bool) -> None:
     """Run the controllers (leader-elected)."""
     from .controllers.manager import run_controller_manager
 
     _setup_logging(verbose)
     tune_gc()
-    uvloop.run(run_controller_manager(kubeconfig, controllers, leader_elect))
+    options = {name: str(value) for name, value in (("root_ca_file", root_ca_file),
+                                                    ("service_account_private_key_file",
+                                                     service_account_private_key_file)) if value}
+    uvloop.run(run_controller_manager(kubeconfig, controllers, leader_elect, options=options))
 
 
 @main.command()

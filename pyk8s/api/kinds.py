@@ -31,6 +31,7 @@ class Subresource:
 
 STATUS = Subresource("status", "")  # kind "" means "the parent's kind"
 SCALE = Subresource("scale", "Scale", "autoscaling", "v1")
+TOKEN = Subresource("token", "TokenRequest", "authentication.k8s.io", "v1", verbs=("create",))
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ class Kind:
     immutable_fields: tuple[str, ...] = ()
     # DELETE answers with the deleted object instead of a Success Status (upstream ReturnDeletedObject).
     returns_deleted_object: bool = False
+    # Answered by the apiserver on create and never stored (TokenReview and the other review kinds).
+    create_only: bool = False
     # Another served form of the same stored objects (HPA v1 <-> v2, events.k8s.io <-> core).
     storage_of: tuple[str, str] | None = None  # (group, version) of the stored form
     to_storage: Callable[[dict], dict] | None = field(default=None, compare=False)
@@ -122,7 +125,8 @@ KINDS: tuple[Kind, ...] = (
        selectable_fields=("involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
                           "involvedObject.uid", "involvedObject.apiVersion", "involvedObject.resourceVersion",
                           "involvedObject.fieldPath", "reason", "reportingComponent", "source", "type")),
-    _k("", "v1", "ServiceAccount", "serviceaccounts", short_names=("sa",), returns_deleted_object=True),
+    _k("", "v1", "ServiceAccount", "serviceaccounts", short_names=("sa",), returns_deleted_object=True,
+       subresources=(TOKEN,)),
     _k("", "v1", "PersistentVolume", "persistentvolumes", namespaced=False, short_names=("pv",),
        returns_deleted_object=True, subresources=(STATUS,)),
     _k("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", short_names=("pvc",),
@@ -157,6 +161,20 @@ KINDS: tuple[Kind, ...] = (
     # storage.k8s.io/v1
     _k("storage.k8s.io", "v1", "StorageClass", "storageclasses", namespaced=False, short_names=("sc",),
        returns_deleted_object=True),
+    # authentication.k8s.io/v1
+    _k("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", namespaced=False, verbs=("create",),
+       create_only=True),
+    _k("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", namespaced=False,
+       verbs=("create",), create_only=True),
+    # authorization.k8s.io/v1
+    _k("authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews", namespaced=False,
+       verbs=("create",), create_only=True),
+    _k("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", namespaced=False,
+       verbs=("create",), create_only=True),
+    _k("authorization.k8s.io", "v1", "LocalSubjectAccessReview", "localsubjectaccessreviews", verbs=("create",),
+       create_only=True),
+    _k("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews", namespaced=False,
+       verbs=("create",), create_only=True),
     # rbac.authorization.k8s.io/v1
     _k("rbac.authorization.k8s.io", "v1", "Role", "roles"),
     _k("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", namespaced=False),
@@ -220,7 +238,7 @@ class Registry:
         self.kinds = tuple(k for k in all_kinds if k.served)
         self._by_resource = {(k.group, k.version, k.plural): k for k in self.kinds}
         self._by_kind = {(k.group, k.version, k.kind): k for k in all_kinds}
-        self._storage = {(k.group, k.plural): k for k in all_kinds if k.storage_of is None}
+        self._storage = {(k.group, k.plural): k for k in all_kinds if k.storage_of is None and not k.create_only}
 
     def add(self, kinds: list[Kind]) -> None:
         """Serve `kinds`, replacing the kinds of the same resources (group and plural)."""

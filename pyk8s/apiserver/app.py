@@ -1,6 +1,6 @@
 """The apiserver: an aiohttp application over a store, serving the Kubernetes API on HTTPS.
 
-Request pipeline (upstream's order): authentication → authorization → admission and the
+Request pipeline (upstream's order): authentication → impersonation → authorization → admission and the
 kind's strategy (inside the REST storage) → store. Non-resource paths (discovery,
 openapi, version, health, metrics) are answered here.
 """
@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import psutil
 from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..api import errors
 from ..api.errors import APIError
@@ -23,8 +24,21 @@ from ..store import Store
 from .admission import AdmissionConfig, ClusterState, build_chain
 from .admission.priority import ensure_system_priority_classes
 from .allocators import ServiceAllocator
-from .authn import Authenticator, Unauthenticated
-from .authz import authorize
+from .authn import Authenticator, Unauthenticated, UserInfo
+from .authn.bootstrap_tokens import BootstrapTokenAuthenticator
+from .authn.impersonation import impersonate, wants_impersonation
+from .authn.oidc import IssuerDiscovery
+from .authn.reviews import AuthenticationReviews
+from .authn.serviceaccount import (
+    ISSUER,
+    LegacyServiceAccountTokenAuthenticator,
+    ServiceAccountTokenAuthenticator,
+    TokenSigner,
+)
+from .authz import Attributes, forbidden
+from .authz.escalation import current_request, escalation_hooks
+from .authz.rbac import RBACAuthorizer
+from .authz.reviews import AccessReviews
 from .bootstrap import bootstrap
 from .crds import CustomResourceDefinitions
 from .discovery import Discovery, wants_aggregated
@@ -34,6 +48,7 @@ from .negotiation import parse_bool
 from .openapi import OpenAPIDocs
 from .requestinfo import RequestInfo, parse_request_info
 from .rest import REST, WriteOptions
+from .tokenrequest import TOKEN_ISSUING, TokenIssuing
 from .watchcache import WatchCache
 
 log = logging.getLogger("pyk8s.apiserver")
@@ -52,20 +67,40 @@ class APIServerConfig:
     service_cidr: str = "10.43.0.0/16"
     node_port_range: tuple[int, int] = (30000, 32767)
     admission: AdmissionConfig = field(default_factory=AdmissionConfig)
+    service_account_issuer: str = ISSUER
+    # Audiences a token must be meant for to be accepted by this server (upstream --api-audiences,
+    # which defaults to the issuer).
+    api_audiences: tuple[str, ...] = ()
 
 
 class APIServer:
     def __init__(self, store: Store, config: APIServerConfig, ssl_context: ssl.SSLContext | None,
-                 authenticator: Authenticator):
+                 authenticator: Authenticator, service_account_key: ec.EllipticCurvePrivateKey | None = None):
         self.store = store
         self.config = config
         self.ssl_context = ssl_context
-        self.authenticator = authenticator
         self.cache = WatchCache(store, REGISTRY.stored_kinds())
         self.allocator = ServiceAllocator(config.service_cidr, config.node_port_range)
-        self.rest = REST(store, self.cache, {"Service": self.allocator})
+        self.authorizer = RBACAuthorizer(self.cache)
+        self.rest = REST(store, self.cache, {"Service": self.allocator, **escalation_hooks(self.authorizer)})
         self.rest.admission = build_chain(config.admission, ClusterState(self.cache), self._write_quota_status)
         self.resources = ResourceHandler(self.rest)
+        # Without a persisted key (embedded test servers) tokens live as long as this process.
+        self.token_signer = TokenSigner(service_account_key or ec.generate_private_key(ec.SECP256R1()),
+                                        config.service_account_issuer)
+        api_audiences = config.api_audiences or (config.service_account_issuer,)
+        self.authenticator = authenticator
+        authenticator.api_audiences = api_audiences
+        authenticator.add_token_authenticator(ServiceAccountTokenAuthenticator(
+            self.token_signer.public_key, config.service_account_issuer, api_audiences, self._lookup))
+        authenticator.add_token_authenticator(LegacyServiceAccountTokenAuthenticator(
+            self.token_signer.public_key, api_audiences, self._lookup))
+        authenticator.add_token_authenticator(BootstrapTokenAuthenticator(self._lookup), audience_aware=False)
+        self.token_issuing = TokenIssuing(self.token_signer, api_audiences)
+        self.issuer_discovery: IssuerDiscovery | None = None
+        # Kinds answered on create and never stored: (group, plural) -> handler(request, info, user).
+        self.create_only = AuthenticationReviews(authenticator).handlers()
+        self.create_only.update(AccessReviews(self.authorizer).handlers())
         self.discovery = Discovery(REGISTRY, f"{config.advertise_address}:{config.secure_port}")
         self.openapi = OpenAPIDocs(REGISTRY)
         self.crds = CustomResourceDefinitions(self.rest, REGISTRY, self._api_changed)
@@ -84,6 +119,7 @@ class APIServer:
         services = REGISTRY.by_kind("", "v1", "Service")
         self.allocator.load([c.obj for c in self.cache.cache_for(services).objects.values()])
         app = web.Application(client_max_size=4 * 1024 * 1024, handler_args={"max_field_size": 65536})
+        app[TOKEN_ISSUING] = self.token_issuing
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
@@ -93,6 +129,8 @@ class APIServer:
         sockets = site._server.sockets if site._server else []  # noqa: SLF001 - the bound port for port 0
         if sockets:
             self.port = sockets[0].getsockname()[1]
+        self.issuer_discovery = IssuerDiscovery(
+            self.token_signer, f"https://{_host(self.config.advertise_address)}:{self.port}/openid/v1/jwks")
         await bootstrap(self.rest, advertise_address=self.config.advertise_address, secure_port=self.port,
                         service_ip=self.allocator.kubernetes_service_ip)
         await ensure_system_priority_classes(self.rest)
@@ -129,12 +167,22 @@ class APIServer:
         code = 500
         try:
             try:
-                user = self.authenticator.authenticate(request)
-            except Unauthenticated:
+                user = await self.authenticator.authenticate(request)
+            except Unauthenticated as exc:
+                # The reason only; never the credential.
+                log.debug("unable to authenticate %s %s: %s", request.method, request.path, exc)
                 raise errors.unauthorized() from None
-            authorize(user, info)
+            if wants_impersonation(request.headers):
+                user = await impersonate(request, user, self.authorizer)
+            attrs = Attributes.from_request(user, info)
+            decision = self.authorizer.authorize(attrs)
+            if not decision.allowed:
+                raise forbidden(attrs, decision.reason)
+            current_request.set(attrs)
             request["user"] = user
-            if info.is_resource_request:
+            if info.is_resource_request and (info.group, info.resource) in self.create_only:
+                response = await self._create_only(request, info, user)
+            elif info.is_resource_request:
                 if info.verb == "watch":
                     self.metrics.watchers[(info.group, info.resource)] += 1
                     try:
@@ -157,13 +205,36 @@ class APIServer:
             err = errors.internal(str(exc) or type(exc).__name__)
             return json_response(err.status(), 500)
         finally:
+            current_request.set(None)  # requests on one keep-alive connection share a task (and its context)
             if info.is_resource_request:
                 self.metrics.observe(info.verb, info.group, info.resource, code, time.perf_counter() - started)
+
+    async def _lookup(self, plural: str, namespace: str, name: str) -> dict | None:
+        """A core/v1 object as the API serves it now, for the token authenticators."""
+        kind = REGISTRY.lookup("", "v1", plural)
+        assert kind is not None
+        try:
+            return (await self.rest.get(kind, namespace, name)).obj
+        except APIError as exc:
+            if exc.code == 404:
+                return None
+            raise
+
+    async def _create_only(self, request: web.Request, info: RequestInfo, user: UserInfo) -> web.Response:
+        kind = REGISTRY.lookup(info.group, info.version, info.resource)
+        if kind is None or (info.namespace and not kind.namespaced):
+            raise APIError(404, "NotFound", "the server could not find the requested resource")
+        if info.verb != "create" or info.name or info.subresource:
+            raise errors.method_not_allowed()
+        return await self.create_only[(info.group, info.resource)](request, info, user)
 
     async def _non_resource(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
         path = "/" + request.path.strip("/")
         if request.method not in ("GET", "HEAD"):
             raise errors.method_not_allowed()
+        discovery_document = self.issuer_discovery.response(path) if self.issuer_discovery else None
+        if discovery_document is not None:
+            return discovery_document
         if path == "/version":
             return json_response(VERSION)
         if path in ("/healthz", "/livez", "/readyz") or path.startswith(("/healthz/", "/livez/", "/readyz/")):
@@ -220,3 +291,5 @@ class APIServer:
         return self.metrics.render(self.store.current_revision, extra)
 
 
+def _host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address

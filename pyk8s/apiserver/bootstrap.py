@@ -1,4 +1,5 @@
-"""Objects every cluster has from the start: system namespaces and the `kubernetes` Service."""
+"""Objects every cluster has from the start: system namespaces, the bootstrap RBAC policy and the
+`kubernetes` Service."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 
 from ..api.errors import APIError
 from ..api.kinds import REGISTRY
+from .authz.reconcile import ensure_bootstrap_policy
 from .rest import REST, WriteOptions
 
 log = logging.getLogger("pyk8s.apiserver.bootstrap")
@@ -55,6 +57,7 @@ async def bootstrap(rest: REST, *, advertise_address: str, secure_port: int, ser
     for ns in SYSTEM_NAMESPACES:
         await _ensure(rest, "", "v1", "Namespace", "", {"apiVersion": "v1", "kind": "Namespace",
                                                        "metadata": {"name": ns}})
+    await ensure_bootstrap_policy(rest)
     labels = {"component": "apiserver", "provider": "kubernetes"}
     await _ensure(rest, "", "v1", "Service", "default", {
         "apiVersion": "v1", "kind": "Service",

@@ -645,6 +645,10 @@ class ResourceHandler:
             from .subresources import binding
 
             return await binding(self, request, info, kind)
+        if sub == "token" and verb == "create":
+            from .tokenrequest import create_token
+
+            return await create_token(self, request, info, kind)
         raise errors.method_not_allowed()
 
 

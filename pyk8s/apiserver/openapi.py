@@ -317,7 +317,8 @@ class _GroupVersionDocument:
             obj, lst = self._custom_definitions(kind)
         else:
             obj = self._definition(kind.group, kind.version, k)
-            lst = self._definition(kind.group, kind.version, k + "List")
+            # Create-only kinds (the reviews) have no List type.
+            lst = self._definition(kind.group, kind.version, k + "List") if "list" in verbs else ""
         ns = "Namespaced" if kind.namespaced else ""
         scope = [_NAMESPACE_PARAM] if kind.namespaced else []
         name = _param("name", "path", "string", f"name of the {k}")

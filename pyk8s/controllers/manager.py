@@ -27,6 +27,7 @@ from typing import Protocol
 
 from ..client import APIClient, ClientConfig, EventRecorder, LeaderElector, SharedInformerFactory
 from ..client.workqueue import REAL_CLOCK, Clock
+from .clusterroleaggregation import ClusterRoleAggregationController
 from .garbagecollector import GarbageCollector
 from .namespace import NamespaceController
 from .nodeipam import NodeIPAMController
@@ -34,6 +35,9 @@ from .nodelifecycle import NodeLifecycleController
 from .podgc import PodGCController
 from .replicaset import ReplicaSetController, replication_controller
 from .resourcequota import ResourceQuotaController
+from .rootcacert import RootCACertPublisher
+from .serviceaccount import ServiceAccountsController
+from .serviceaccount_tokens import TokensController
 
 log = logging.getLogger("pyk8s.controllers.manager")
 
@@ -72,6 +76,8 @@ class ControllerSpec:
 
 
 CONTROLLERS: dict[str, ControllerSpec] = {spec.name: spec for spec in (
+    ControllerSpec("clusterrole-aggregation-controller", ClusterRoleAggregationController.from_context,
+                   aliases=("clusterrole-aggregation",)),
     ControllerSpec("garbage-collector-controller",
                    lambda ctx: GarbageCollector(ctx.client, ctx.factory, recorder=ctx.recorder, clock=ctx.clock),
                    aliases=("garbagecollector",)),
@@ -87,6 +93,11 @@ CONTROLLERS: dict[str, ControllerSpec] = {spec.name: spec for spec in (
     ControllerSpec("replicationcontroller-controller",
                    lambda ctx: replication_controller(ctx.client, ctx.factory, ctx.recorder, clock=ctx.clock),
                    aliases=("replicationcontroller",), disabled_by_default=True),
+    ControllerSpec("root-ca-certificate-publisher-controller", RootCACertPublisher.from_context,
+                   aliases=("root-ca-cert-publisher",)),
+    ControllerSpec("serviceaccount-controller", ServiceAccountsController.from_context, aliases=("serviceaccount",)),
+    ControllerSpec("serviceaccount-token-controller", TokensController.from_context,
+                   aliases=("serviceaccount-token",)),
 )}
 
 
@@ -198,7 +209,8 @@ class ControllerManager:
 
 
 async def run_controller_manager(kubeconfig: Path, controllers: str = "*", leader_elect: bool = True, *,
-                                 identity: str | None = None, stop: asyncio.Event | None = None) -> None:
+                                 identity: str | None = None, stop: asyncio.Event | None = None,
+                                 options: dict[str, object] | None = None) -> None:
     """The controller-manager process's body. Without `stop`, SIGTERM/SIGINT stop it (releasing the lease)."""
     config = ClientConfig.from_kubeconfig(str(kubeconfig))
     config.user_agent = f"pyk8s-controller-manager/{_VERSION} (python)"
@@ -211,7 +223,8 @@ async def run_controller_manager(kubeconfig: Path, controllers: str = "*", leade
             except (NotImplementedError, RuntimeError):
                 pass
     async with APIClient(config) as client:
-        manager = ControllerManager(client, controllers=controllers, leader_elect=leader_elect, identity=identity)
+        manager = ControllerManager(client, controllers=controllers, leader_elect=leader_elect, identity=identity,
+                                    options=options)
         work = asyncio.ensure_future(manager.run())
         stopped = asyncio.ensure_future(stop.wait())
         try:

@@ -99,7 +99,9 @@ def _components(opts: ServerOptions, pki: PKI, server_url: str) -> Supervisor:
         kubeconfig = _component_kubeconfig(opts, pki, server_url, "controller-manager",
                                            "system:kube-controller-manager", [])
         supervisor.add("controller-manager", [*cli, "controller-manager", "--kubeconfig", str(kubeconfig),
-                                              "--controllers", opts.controllers, *verbose],
+                                              "--controllers", opts.controllers, "--root-ca-file", str(pki.ca_cert),
+                                              "--service-account-private-key-file", str(pki.service_account_key),
+                                              *verbose],
                        log_path=logs / "controller-manager.log")
     if not opts.disable_scheduler:
         kubeconfig = _component_kubeconfig(opts, pki, server_url, "scheduler", "system:kube-scheduler", [])
@@ -143,7 +145,8 @@ async def run_server(opts: ServerOptions, *, ready: asyncio.Event | None = None,
     await store.start()
     config = APIServerConfig(bind_address=opts.bind_address, secure_port=opts.https_port,
                              advertise_address=advertise, service_cidr=opts.service_cidr, admission=opts.admission)
-    server = APIServer(store, config, server_ssl_context(pki), Authenticator(tokens))
+    server = APIServer(store, config, server_ssl_context(pki), Authenticator(tokens),
+                       service_account_key=pki.service_account_signing_key())
     try:
         await server.start()
         local = "127.0.0.1" if opts.bind_address in ("0.0.0.0", "127.0.0.1") else opts.bind_address

@@ -143,6 +143,14 @@ def _load_pair(cert_path: Path, key_path: Path) -> tuple[x509.Certificate, Key] 
     return cert, key
 
 
+def _load_key(path: Path) -> Key | None:
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError):
+        return None
+    return key if isinstance(key, ec.EllipticCurvePrivateKey) else None
+
+
 def _signed_by(cert: x509.Certificate, ca_cert: x509.Certificate) -> bool:
     try:
         cert.verify_directly_issued_by(ca_cert)
@@ -180,11 +188,19 @@ class PKI:
     serving_key: Path
     admin_cert: Path
     admin_key: Path
+    # Signs service-account tokens (ES256); its public half is published at /openid/v1/jwks.
+    service_account_key: Path
 
     @classmethod
     def at(cls, tls_dir: Path) -> PKI:
         return cls(tls_dir, tls_dir / "ca.crt", tls_dir / "ca.key", tls_dir / "serving.crt", tls_dir / "serving.key",
-                   tls_dir / "admin.crt", tls_dir / "admin.key")
+                   tls_dir / "admin.crt", tls_dir / "admin.key", tls_dir / "service-account.key")
+
+    def service_account_signing_key(self) -> Key:
+        key = _load_key(self.service_account_key)
+        if key is None:
+            raise RuntimeError(f"service-account signing key {self.service_account_key} is missing or unreadable")
+        return key
 
     def ca_pem(self) -> bytes:
         return self.ca_cert.read_bytes()
@@ -236,6 +252,11 @@ def ensure_pki(data_dir: Path, *, hostnames: list[str], ips: list[str]) -> PKI:
         cert = _issue_leaf(ca_cert, ca_key, key, _name(ADMIN_USER, ADMIN_GROUPS), server=False)
         write_atomic(pki.admin_key, _key_pem(key), 0o600)
         write_atomic(pki.admin_cert, _cert_pem(cert), 0o644)
+
+    # Kept across restarts: replacing it would invalidate every service-account token handed out.
+    if _load_key(pki.service_account_key) is None:
+        log.info("pki: creating the service-account token signing key")
+        write_atomic(pki.service_account_key, _key_pem(_new_key()), 0o600)
     return pki
 
 

@@ -160,7 +160,8 @@ async def test_watch_streams_events_in_order(client: APIClient, ns: str):
     async def consume() -> None:
         async with stream:
             async for type_, obj in stream:
-                if type_ != "BOOKMARK":
+                # Only this test's object: the root-CA publisher adds kube-root-ca.crt to new namespaces.
+                if type_ != "BOOKMARK" and obj["metadata"]["name"] == "w":
                     seen.append((type_, obj["metadata"]["name"], obj.get("data") or {}))
                 if type_ == "DELETED":
                     return
@@ -190,9 +191,11 @@ async def test_informer_sync_handlers_and_indexes(client: APIClient, ns: str):
     await client.create(configmap("a", ns, {"team": "x"}, v="1"))
     await client.create(configmap("b", ns, {"team": "y"}, v="1"))
     factory = SharedInformerFactory(client)
-    informer = factory.informer("configmaps", ns, indexers={
+    # Labelled ones only: the root-CA publisher adds kube-root-ca.crt to every new namespace.
+    informer = factory.informer("configmaps", ns, label_selector="team", indexers={
         "team": lambda o: [(o["metadata"].get("labels") or {}).get("team", "")]})
-    assert factory.informer("configmaps", ns) is informer, "one shared informer per resource and scope"
+    assert factory.informer("configmaps", ns, label_selector="team") is informer, \
+        "one shared informer per resource, scope and selector"
     assert factory.informer("configmaps", ns, label_selector="team=x") is not informer
     log: list = []
     informer.add_handler(**recording_handlers(log))

@@ -65,7 +65,8 @@ def test_watch_from_resource_version(api_client, namespace: str):
 
     def consume():
         w = watch.Watch()
-        for event in w.stream(core.list_namespaced_config_map, namespace,
+        # Only w1: the root-CA publisher adds kube-root-ca.crt to the new namespace at about this time.
+        for event in w.stream(core.list_namespaced_config_map, namespace, field_selector="metadata.name=w1",
                               resource_version=listed.metadata.resource_version, timeout_seconds=20):
             seen.append((event["type"], event["object"].metadata.name))
             if len(seen) == 3:
@@ -83,9 +84,11 @@ def test_watch_from_resource_version(api_client, namespace: str):
 
 def test_watch_without_resource_version_starts_with_existing_objects(api_client, namespace: str):
     core = client.CoreV1Api(api_client)
-    core.create_namespaced_config_map(namespace, {"metadata": {"name": "pre"}})
+    # Labelled, to tell it from the kube-root-ca.crt the root-CA publisher adds to every namespace.
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": "pre", "labels": {"test": "pre"}}})
     w = watch.Watch()
-    first = next(iter(w.stream(core.list_namespaced_config_map, namespace, timeout_seconds=5)))
+    first = next(iter(w.stream(core.list_namespaced_config_map, namespace, label_selector="test",
+                               timeout_seconds=5)))
     w.stop()
     assert (first["type"], first["object"].metadata.name) == ("ADDED", "pre")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pyk8s.api.kinds import REGISTRY
-from pyk8s.controllers.manager import enabled_controllers, parse_controllers
+from pyk8s.controllers.manager import CONTROLLERS, enabled_controllers, parse_controllers
 from pyk8s.controllers.namespace import (
     CONDITION_TYPES,
     ConditionUpdater,
@@ -15,21 +15,29 @@ from pyk8s.controllers.namespace import (
     namespaced_kinds,
 )
 
-LATER_DEFAULTS = ["node-ipam-controller", "node-lifecycle-controller", "pod-garbage-collector-controller",
-                    "resourcequota-controller"]
-ALL = ["garbage-collector-controller", "namespace-controller", *LATER_DEFAULTS]  # the defaults
+# The controllers on by default (upstream's defaults among those pyk8s has).
+DEFAULTS = {"clusterrole-aggregation-controller", "garbage-collector-controller", "namespace-controller",
+            "node-ipam-controller", "node-lifecycle-controller", "pod-garbage-collector-controller",
+            "resourcequota-controller", "root-ca-certificate-publisher-controller", "serviceaccount-controller",
+            "serviceaccount-token-controller"}
+GC = "garbage-collector-controller"
+
+
+def ordered(names: set[str]) -> list[str]:
+    """`names` in the order the controller-manager starts them (its registry order)."""
+    return [name for name in CONTROLLERS if name in names]
 
 
 @pytest.mark.parametrize(("selection", "expected"), [
-    ("*", ALL),
+    ("*", ordered(DEFAULTS)),
     ("", []),
     ("namespace", ["namespace-controller"]),
-    ("*,-namespace", ["garbage-collector-controller", *LATER_DEFAULTS]),
-    ("-garbagecollector,*", ["namespace-controller", *LATER_DEFAULTS]),
-    ("garbage-collector-controller,-garbage-collector-controller", ["garbage-collector-controller"]),  # first wins
-    ("-namespace,namespace,*", ["garbage-collector-controller", *LATER_DEFAULTS]),
-    (["*", "-namespace-controller"], ["garbage-collector-controller", *LATER_DEFAULTS]),
-    ("*,replicaset-controller", [*ALL, "replicaset-controller"]),  # off by default, on when named
+    ("*,-namespace", ordered(DEFAULTS - {"namespace-controller"})),
+    ("-garbagecollector,*", ordered(DEFAULTS - {GC})),
+    ("garbage-collector-controller,-garbage-collector-controller", [GC]),  # first wins
+    ("-namespace,namespace,*", ordered(DEFAULTS - {"namespace-controller"})),
+    (["*", "-namespace-controller"], ordered(DEFAULTS - {"namespace-controller"})),
+    ("*,replicaset-controller", ordered(DEFAULTS | {"replicaset-controller"})),  # off by default, on when named
 ])
 def test_controller_selection(selection, expected):
     assert enabled_controllers(selection) == expected

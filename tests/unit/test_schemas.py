@@ -59,7 +59,8 @@ def deployment(**changes: object) -> dict:
 def test_every_registry_kind_has_a_definition(kind):
     name = schemas.definition_for(kind.group, kind.version, kind.kind)
     assert name is not None and name.endswith("." + kind.kind)
-    assert schemas.definition_for(kind.group, kind.version, kind.kind + "List") == name + "List"
+    if not kind.create_only:  # the review kinds have no List type
+        assert schemas.definition_for(kind.group, kind.version, kind.kind + "List") == name + "List"
     for sub in kind.subresources:
         if sub.kind:
             group = kind.group if sub.group is None else sub.group
