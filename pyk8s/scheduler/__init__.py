@@ -3,7 +3,7 @@
 - `resources` (requests/allocatable arithmetic), `cache` (NodeInfo, SchedulerCache with assume),
 - `plugins/` (one module per plugin, plus the registry), `framework` (one decision, FitError messages),
 - `preemption` (DefaultPreemption's choice of node and victims), `config` (KubeSchedulerConfiguration and
-  profiles), `listers` (namespaces, owners, PDBs, PriorityClasses),
+  profiles), `listers` (namespaces, owners, PDBs),
 - `queue` (SchedulingQueue), `scheduler` (informers, the loop, binding, preemption's writes, `run_scheduler`).
 """
 

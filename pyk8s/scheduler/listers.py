@@ -1,6 +1,6 @@
 """What the scheduler reads besides nodes and pods: namespace labels (namespaceSelector), the selectors of
-a pod's Services and controller (default topology spread), PodDisruptionBudgets (preemption) and
-PriorityClasses (a pod without spec.priority)."""
+a pod's Services and controller (default topology spread) and PodDisruptionBudgets (preemption).
+A pod's priority is spec.priority, which Priority admission sets from its PriorityClass."""
 
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ class ClusterListers:
         self.services = factory.informer("services")
         self.controllers = {kind: factory.informer(plural) for kind, plural in _CONTROLLERS.items()}
         self.pdbs_informer = factory.informer("poddisruptionbudgets")
-        self.priority_classes = factory.informer("priorityclasses")
 
     def namespace_labels(self, name: str) -> Mapping[str, str] | None:
         ns = self.namespaces.get(name)
@@ -59,21 +58,3 @@ class ClusterListers:
         if not requirements:
             return None
         return LabelSelector(tuple(sorted(requirements.values(), key=lambda r: r.key)))
-
-    def with_priority(self, pod: dict) -> dict:
-        """`pod`, with spec.priority resolved from its PriorityClass when admission did not set it
-        (a copy: informer objects are shared)."""
-        spec = pod.get("spec") or {}
-        if spec.get("priority") is not None:
-            return pod
-        name = spec.get("priorityClassName")
-        value = None
-        if name:
-            pc = self.priority_classes.get(name)
-            value = pc.get("value") if pc else None
-        else:
-            default = next((pc for pc in self.priority_classes.list() if pc.get("globalDefault")), None)
-            value = default.get("value") if default else None
-        if value is None:
-            return pod
-        return {**pod, "spec": {**spec, "priority": int(value)}}

@@ -118,7 +118,6 @@ class Scheduler:
         return bool((pod.get("spec") or {}).get("nodeName"))
 
     def _enqueue(self, pod: dict, old: dict | None = None) -> None:
-        pod = self.listers.with_priority(pod)
         if old is None:
             self.queue.add(pod)
         else:
@@ -132,7 +131,7 @@ class Scheduler:
     def _on_pod_add(self, pod: dict) -> None:
         if self._assigned(pod):
             if not is_terminal(pod):
-                self.cache.add_pod(self.listers.with_priority(pod))
+                self.cache.add_pod(pod)
                 self.queue.move_all_unschedulable("AssignedPodAdd")
         elif self._responsible(pod):
             self._enqueue(pod)
@@ -145,7 +144,7 @@ class Scheduler:
                 self.cache.remove_pod(new)
                 self.queue.move_all_unschedulable("AssignedPodDelete")
             else:
-                self.cache.update_pod(self.listers.with_priority(new))
+                self.cache.update_pod(new)
                 if not self._assigned(old):
                     self.queue.move_all_unschedulable("AssignedPodAdd")
                 elif (old.get("metadata") or {}).get("labels") != (new.get("metadata") or {}).get("labels"):
@@ -212,7 +211,7 @@ class Scheduler:
         if current is None or fw is None or not self._responsible(current) or self.cache.is_assumed(qp.uid):
             self.queue.done(qp)
             return
-        pod = self.listers.with_priority(current)
+        pod = current
         nodes = self.cache.node_infos()
         try:
             result = fw.schedule(pod, nodes, self.nominated_pods if self._nominated else None)

@@ -144,7 +144,11 @@ def test_higher_priority_pod_preempts_a_lower_one(cluster: Cluster):
 
 
 def test_preemption_policy_never_waits(cluster: Cluster):
-    apply_pod(cluster, "polite", cpu="4", priority=2000, preemptionPolicy="Never")
+    # Priority admission takes preemptionPolicy from the class, as upstream.
+    cluster.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": "feat-polite"},
+        "value": 2000, "preemptionPolicy": "Never"}))
+    apply_pod(cluster, "polite", cpu="4", priorityClassName="feat-polite")
     message = eventually(lambda: failed_scheduling_message(cluster, "polite"), 60)
     assert message.endswith("preemption: not eligible due to preemptionPolicy=Never.")
 

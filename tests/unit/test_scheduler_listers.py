@@ -49,15 +49,3 @@ def test_default_selector_joins_services_and_the_controller():
     assert str(listers.default_selector(pod())) == "app=web"
     lone = {"metadata": meta("lone", labels={"x": "y"}), "spec": {}}
     assert listers.default_selector(lone) is None
-
-
-def test_priority_from_priority_class_when_admission_left_it_unset():
-    listers = ClusterListers(FakeFactory({"priorityclasses": [
-        {"metadata": meta("high", None), "value": 1000},
-        {"metadata": meta("default", None), "value": 5, "globalDefault": True}]}))
-    named = {"metadata": meta("a"), "spec": {"priorityClassName": "high"}}
-    resolved = listers.with_priority(named)
-    assert resolved["spec"]["priority"] == 1000 and "priority" not in named["spec"]  # a copy
-    assert listers.with_priority({"metadata": meta("b"), "spec": {}})["spec"]["priority"] == 5
-    explicit = {"metadata": meta("c"), "spec": {"priority": 7, "priorityClassName": "high"}}
-    assert listers.with_priority(explicit) is explicit
