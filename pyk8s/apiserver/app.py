@@ -20,6 +20,7 @@ from ..api.errors import APIError
 from ..api.kinds import REGISTRY
 from ..store import Store
 from .allocators import ServiceAllocator
+from .audit import Auditor
 from .authn import Authenticator, Unauthenticated
 from .authz import authorize
 from .bootstrap import bootstrap
@@ -51,8 +52,9 @@ class APIServerConfig:
 
 class APIServer:
     def __init__(self, store: Store, config: APIServerConfig, ssl_context: ssl.SSLContext | None,
-                 authenticator: Authenticator):
+                 authenticator: Authenticator, auditor: Auditor | None = None):
         self.store = store
+        self.audit = auditor or Auditor()
         self.config = config
         self.ssl_context = ssl_context
         self.authenticator = authenticator
@@ -71,10 +73,12 @@ class APIServer:
 
     async def start(self) -> None:
         await self.cache.start()
+        await self.audit.start()
         services = REGISTRY.by_kind("", "v1", "Service")
         self.allocator.load([c.obj for c in self.cache.cache_for(services).objects.values()])
         app = web.Application(client_max_size=4 * 1024 * 1024, handler_args={"max_field_size": 65536})
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        app.on_response_prepare.append(self.audit.on_response_prepare)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.bind_address, self.config.secure_port,
@@ -93,6 +97,7 @@ class APIServer:
         await self.cache.stop()
         if self._runner is not None:
             await self._runner.cleanup()
+        await self.audit.stop()
 
     # ---- request pipeline --------------------------------------------------------------
 
@@ -100,11 +105,15 @@ class APIServer:
         started = time.perf_counter()
         info = parse_request_info(request.method, request.path, request.query, parse_bool)
         code = 500
+        audit = self.audit.begin(request, info)
+        result: web.StreamResponse | None = None
         try:
             try:
                 user = self.authenticator.authenticate(request)
             except Unauthenticated:
+                audit.authenticated(None)
                 raise errors.unauthorized() from None
+            audit.authenticated(user)
             authorize(user, info)
             request["user"] = user
             if info.is_resource_request:
@@ -119,17 +128,22 @@ class APIServer:
             else:
                 response = await self._non_resource(request, info)
             code = response.status
+            result = response
             return response
         except APIError as exc:
             code = exc.code
-            return json_response(exc.status(), exc.code, exc.headers)
+            result = json_response(exc.status(), exc.code, exc.headers)
+            return result
         except web.HTTPException:
             raise
         except Exception as exc:  # the upstream panic filter: a 500 Status, never a dropped connection
             log.exception("internal error serving %s %s", request.method, request.path)
             err = errors.internal(str(exc) or type(exc).__name__)
-            return json_response(err.status(), 500)
+            result = json_response(err.status(), 500)
+            audit.complete(result, panicked=True)
+            return result
         finally:
+            audit.complete(result)
             if info.is_resource_request:
                 self.metrics.observe(info.verb, info.group, info.resource, code, time.perf_counter() - started)
 
