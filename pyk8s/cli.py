@@ -50,12 +50,27 @@ def main() -> None:
 @click.option("--disable-admission-plugins", default="", help="Default admission plugins not to run.")
 @click.option("--admission-control-config-file", type=click.Path(path_type=Path, exists=True), default=None,
               help="AdmissionConfiguration with plugin settings (PodSecurity defaults and exemptions).")
+@click.option("--encryption-provider-config", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              default=None, help="An EncryptionConfiguration (apiserver.config.k8s.io/v1) file: which resources "
+                                 "are encrypted at rest, with which providers and keys.")
+@click.option("--audit-policy-file", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="An audit Policy (audit.k8s.io/v1) file; auditing needs --audit-log-path too.")
+@click.option("--audit-log-path", default=None, help="Where audit events go, one JSON line each ('-' = stdout).")
+@click.option("--audit-log-maxsize", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Megabytes an audit log file grows to before it is rotated (0 = never).")
+@click.option("--audit-log-maxbackup", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Rotated audit log files to keep (0 = all).")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def server(data_dir: Path | None, https_port: int, bind_address: str, advertise_address: str,
            token_file: Path | None, disable_agent: bool, simulated_nodes: int, simulated_node_capacity: str,
            controllers: str, disable_controller_manager: bool, disable_scheduler: bool, enable_admission_plugins: str,
-           disable_admission_plugins: str, admission_control_config_file: Path | None, verbose: bool) -> None:
+           disable_admission_plugins: str, admission_control_config_file: Path | None,
+           encryption_provider_config: Path | None, audit_policy_file: Path | None, audit_log_path: str | None,
+           audit_log_maxsize: int, audit_log_maxbackup: int, verbose: bool) -> None:
     """Run a whole single-machine cluster (embedded SQLite store)."""
+    from .apiserver.audit import PolicyError, load_policy
+    from .store.encryption import EncryptionConfigError, load_encryption_config
+
     _setup_logging(verbose)
     try:
         admission = AdmissionConfig(enable_plugins=_names(enable_admission_plugins),
@@ -63,6 +78,16 @@ def server(data_dir: Path | None, https_port: int, bind_address: str, advertise_
                                     pod_security_config_file=admission_control_config_file)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+    if encryption_provider_config is not None:
+        try:
+            load_encryption_config(encryption_provider_config)
+        except EncryptionConfigError as exc:
+            raise click.BadParameter(str(exc), param_hint="--encryption-provider-config") from exc
+    if audit_policy_file is not None:
+        try:
+            load_policy(audit_policy_file)
+        except PolicyError as exc:
+            raise click.BadParameter(str(exc), param_hint="--audit-policy-file") from exc
     tune_gc()
     opts = ServerOptions(data_dir=data_dir or default_data_dir(), https_port=https_port, bind_address=bind_address,
                          advertise_address=advertise_address, token_file=token_file, disable_agent=disable_agent,
@@ -70,6 +95,9 @@ def server(data_dir: Path | None, https_port: int, bind_address: str, advertise_
                          simulated_node_capacity=_parse_capacity(simulated_node_capacity),
                          controllers=controllers, disable_controller_manager=disable_controller_manager,
                          disable_scheduler=disable_scheduler, admission=admission,
+                         encryption_provider_config=encryption_provider_config,
+                         audit_policy_file=audit_policy_file, audit_log_path=audit_log_path,
+                         audit_log_maxsize=audit_log_maxsize, audit_log_maxbackup=audit_log_maxbackup,
                          verbose=verbose)
     uvloop.run(run_server(opts))
 

@@ -24,6 +24,7 @@ from ..store import Store
 from .admission import AdmissionConfig, ClusterState, build_chain
 from .admission.priority import ensure_system_priority_classes
 from .allocators import ServiceAllocator
+from .audit import Auditor
 from .authn import Authenticator, Unauthenticated, UserInfo
 from .authn.bootstrap_tokens import BootstrapTokenAuthenticator
 from .authn.impersonation import impersonate, wants_impersonation
@@ -75,8 +76,10 @@ class APIServerConfig:
 
 class APIServer:
     def __init__(self, store: Store, config: APIServerConfig, ssl_context: ssl.SSLContext | None,
-                 authenticator: Authenticator, service_account_key: ec.EllipticCurvePrivateKey | None = None):
+                 authenticator: Authenticator, service_account_key: ec.EllipticCurvePrivateKey | None = None,
+                 auditor: Auditor | None = None):
         self.store = store
+        self.audit = auditor or Auditor()
         self.config = config
         self.ssl_context = ssl_context
         self.cache = WatchCache(store, REGISTRY.stored_kinds())
@@ -116,11 +119,13 @@ class APIServer:
         self._api_changed("")
         await self.cache.start()
         self.crds.start()
+        await self.audit.start()
         services = REGISTRY.by_kind("", "v1", "Service")
         self.allocator.load([c.obj for c in self.cache.cache_for(services).objects.values()])
         app = web.Application(client_max_size=4 * 1024 * 1024, handler_args={"max_field_size": 65536})
         app[TOKEN_ISSUING] = self.token_issuing
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        app.on_response_prepare.append(self.audit.on_response_prepare)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.bind_address, self.config.secure_port,
@@ -145,6 +150,7 @@ class APIServer:
         await self.cache.stop()
         if self._runner is not None:
             await self._runner.cleanup()
+        await self.audit.stop()
 
     def _api_changed(self, group: str) -> None:
         """The served resources changed (a CRD was established, changed or deleted): the next
@@ -165,15 +171,20 @@ class APIServer:
         started = time.perf_counter()
         info = parse_request_info(request.method, request.path, request.query, parse_bool)
         code = 500
+        audit = self.audit.begin(request, info)
+        result: web.StreamResponse | None = None
         try:
             try:
                 user = await self.authenticator.authenticate(request)
             except Unauthenticated as exc:
                 # The reason only; never the credential.
                 log.debug("unable to authenticate %s %s: %s", request.method, request.path, exc)
+                audit.authenticated(None)
                 raise errors.unauthorized() from None
+            audit.authenticated(user)
             if wants_impersonation(request.headers):
                 user = await impersonate(request, user, self.authorizer)
+                audit.impersonated = user
             attrs = Attributes.from_request(user, info)
             decision = self.authorizer.authorize(attrs)
             if not decision.allowed:
@@ -194,17 +205,22 @@ class APIServer:
             else:
                 response = await self._non_resource(request, info)
             code = response.status
+            result = response
             return response
         except APIError as exc:
             code = exc.code
-            return json_response(exc.status(), exc.code, exc.headers)
+            result = json_response(exc.status(), exc.code, exc.headers)
+            return result
         except web.HTTPException:
             raise
         except Exception as exc:  # the upstream panic filter: a 500 Status, never a dropped connection
             log.exception("internal error serving %s %s", request.method, request.path)
             err = errors.internal(str(exc) or type(exc).__name__)
-            return json_response(err.status(), 500)
+            result = json_response(err.status(), 500)
+            audit.complete(result, panicked=True)
+            return result
         finally:
+            audit.complete(result)
             current_request.set(None)  # requests on one keep-alive connection share a task (and its context)
             if info.is_resource_request:
                 self.metrics.observe(info.verb, info.group, info.resource, code, time.perf_counter() - started)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import orjson
 import yaml
+from aiohttp import web
 
 from ..api import errors, protobuf
 
@@ -40,6 +41,10 @@ _YAMLLoader.yaml_implicit_resolvers = {
 }
 
 
+# The body read_body returned, kept on the request for the audit log (the stream can be read only once).
+REQUEST_BODY = web.RequestKey("request_body", bytes)
+
+
 async def read_body(request) -> bytes:
     """The whole request body, refusing more than MAX_BODY_BYTES with 413 (a single read() of the
     stream returns only what has arrived so far)."""
@@ -52,7 +57,9 @@ async def read_body(request) -> bytes:
         if size > MAX_BODY_BYTES:
             raise errors.too_large()
         chunks.append(chunk)
-    return b"".join(chunks)
+    body = b"".join(chunks)
+    request[REQUEST_BODY] = body
+    return body
 
 
 def media_type(header: str | None) -> str:

@@ -347,7 +347,7 @@ class REST:
             if hooks:
                 await hooks.before_update(kind, new, old, opts.dry_run)
             new["metadata"]["resourceVersion"] = str(old_rev)
-            if new == old:
+            if new == old and not self.store.needs_rewrite(key):
                 return old, False  # a no-op write keeps the resourceVersion, as upstream
             if opts.dry_run:
                 return new, False

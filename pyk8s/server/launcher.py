@@ -21,7 +21,10 @@ import psutil
 
 from ..apiserver.admission import AdmissionConfig
 from ..apiserver.app import APIServer, APIServerConfig
+from ..apiserver.audit import auditor_from_flags
 from ..apiserver.authn import Authenticator
+from ..store.base import Store
+from ..store.encryption import DecryptionError, EncryptingStore, load_encryption_config
 from ..store.sqlite import SQLiteStore
 from .kubeconfig import load_token_file, write_kubeconfig
 from .pki import PKI, ensure_pki, server_ssl_context
@@ -52,6 +55,11 @@ class ServerOptions:
     disable_controller_manager: bool = False
     disable_scheduler: bool = False
     admission: AdmissionConfig = field(default_factory=AdmissionConfig)
+    encryption_provider_config: Path | None = None
+    audit_policy_file: Path | None = None
+    audit_log_path: str | None = None  # "-" for stdout
+    audit_log_maxsize: int = 0  # megabytes before rotation; 0 never rotates
+    audit_log_maxbackup: int = 0  # rotated files kept; 0 keeps all
     verbose: bool = False
 
 
@@ -138,17 +146,30 @@ async def run_server(opts: ServerOptions, *, ready: asyncio.Event | None = None,
     log.info("preparing certificates in %s", data_dir / "tls")
     pki = ensure_pki(data_dir, hostnames=hostnames, ips=ips)
     tokens = load_token_file(opts.token_file) if opts.token_file else {}
+    # Bad encryption or audit configuration stops the server here, before anything is served or written.
+    encryption = load_encryption_config(opts.encryption_provider_config) if opts.encryption_provider_config else None
+    auditor = auditor_from_flags(opts.audit_policy_file, opts.audit_log_path, opts.audit_log_maxsize,
+                                 opts.audit_log_maxbackup)
 
     (data_dir / "db").mkdir(exist_ok=True)
-    store = SQLiteStore(str(data_dir / "db" / "state.db"))
+    store: Store = SQLiteStore(str(data_dir / "db" / "state.db"))
+    if encryption is not None:
+        store = EncryptingStore(store, encryption.transformer_for_key)
+        log.info("encrypting resources at rest as %s configures", opts.encryption_provider_config)
     log.info("opening the store at %s", data_dir / "db" / "state.db")
     await store.start()
     config = APIServerConfig(bind_address=opts.bind_address, secure_port=opts.https_port,
                              advertise_address=advertise, service_cidr=opts.service_cidr, admission=opts.admission)
     server = APIServer(store, config, server_ssl_context(pki), Authenticator(tokens),
-                       service_account_key=pki.service_account_signing_key())
+                       service_account_key=pki.service_account_signing_key(), auditor=auditor)
     try:
-        await server.start()
+        try:
+            await server.start()
+        except DecryptionError as exc:
+            # The watch cache reads everything at start: a missing key stops the server here, not per request.
+            raise SystemExit(f"pyk8s server: cannot read the stored data with the encryption configuration "
+                             f"{opts.encryption_provider_config}: {exc}; keep the key that wrote it among the "
+                             "providers") from None
         local = "127.0.0.1" if opts.bind_address in ("0.0.0.0", "127.0.0.1") else opts.bind_address
         if ":" in local:
             local = f"[{local}]"

@@ -149,6 +149,12 @@ class Store(abc.ABC):
         first the retained history, then live changes as they commit. Raises
         CompactedError (on first iteration) when history older than needed is gone."""
 
+    def needs_rewrite(self, key: str) -> bool:
+        """True when the value last read for `key` is stored in an outdated form (encrypted with a key
+        that is no longer the first one), so an update must write it even when the object is
+        unchanged (upstream's "stale" read). Plain backends store values as they are."""
+        return False
+
     @abc.abstractmethod
     async def compact(self, revision: int) -> None:
         """Drop history at or below `revision` (live values are kept)."""

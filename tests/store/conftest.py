@@ -13,9 +13,15 @@ from pathlib import Path
 import pytest
 
 from pyk8s.store.base import Store
+from pyk8s.store.encryption import AESGCMTransformer, EncryptingStore, PrefixedTransformer, ResourceTransformer
 from pyk8s.store.sqlite import SQLiteStore
 
-BACKENDS = ["sqlite"]
+# "sqlite+aesgcm": the encryption-at-rest wrapper over SQLite, encrypting every key.
+BACKENDS = ["sqlite", "sqlite+aesgcm"]
+
+
+def _encrypt_everything() -> ResourceTransformer:
+    return ResourceTransformer([PrefixedTransformer(b"k8s:enc:aesgcm:v1:contract:", AESGCMTransformer(bytes(32)))])
 
 StoreFactory = Callable[..., Awaitable[Store]]
 
@@ -27,6 +33,10 @@ async def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Async
     async def make(**options: object) -> Store:
         if request.param == "sqlite":
             store: Store = SQLiteStore(str(tmp_path / f"store{len(stores)}.db"), **options)  # type: ignore[arg-type]
+        elif request.param == "sqlite+aesgcm":
+            inner = SQLiteStore(str(tmp_path / f"store{len(stores)}.db"), **options)  # type: ignore[arg-type]
+            transformer = _encrypt_everything()
+            store = EncryptingStore(inner, lambda key: transformer)
         else:
             raise AssertionError(f"unknown backend {request.param}")
         await store.start()
