@@ -16,19 +16,22 @@ from pyk8s.controllers.namespace import (
 )
 
 NODE_CONTROLLERS = ["node-ipam-controller", "node-lifecycle-controller", "pod-garbage-collector-controller"]
-ALL = ["garbage-collector-controller", "namespace-controller", *NODE_CONTROLLERS]  # the defaults
+WORKLOAD_CONTROLLERS = ["replicaset-controller", "replicationcontroller-controller", "deployment-controller",
+                        "daemonset-controller", "statefulset-controller", "job-controller", "cronjob-controller",
+                        "ttl-after-finished-controller"]
+ALL = ["garbage-collector-controller", "namespace-controller", *NODE_CONTROLLERS, *WORKLOAD_CONTROLLERS]  # defaults
 
 
 @pytest.mark.parametrize(("selection", "expected"), [
     ("*", ALL),
     ("", []),
     ("namespace", ["namespace-controller"]),
-    ("*,-namespace", ["garbage-collector-controller", *NODE_CONTROLLERS]),
-    ("-garbagecollector,*", ["namespace-controller", *NODE_CONTROLLERS]),
+    ("*,-namespace", ["garbage-collector-controller", *NODE_CONTROLLERS, *WORKLOAD_CONTROLLERS]),
+    ("-garbagecollector,*", ["namespace-controller", *NODE_CONTROLLERS, *WORKLOAD_CONTROLLERS]),
     ("garbage-collector-controller,-garbage-collector-controller", ["garbage-collector-controller"]),  # first wins
-    ("-namespace,namespace,*", ["garbage-collector-controller", *NODE_CONTROLLERS]),
-    (["*", "-namespace-controller"], ["garbage-collector-controller", *NODE_CONTROLLERS]),
-    ("*,replicaset-controller", [*ALL, "replicaset-controller"]),  # off by default, on when named
+    ("-namespace,namespace,*", ["garbage-collector-controller", *NODE_CONTROLLERS, *WORKLOAD_CONTROLLERS]),
+    (["*", "-namespace-controller"], ["garbage-collector-controller", *NODE_CONTROLLERS, *WORKLOAD_CONTROLLERS]),
+    ("*,-replicaset,-deployment", [c for c in ALL if c not in ("replicaset-controller", "deployment-controller")]),
 ])
 def test_controller_selection(selection, expected):
     assert enabled_controllers(selection) == expected
