@@ -28,7 +28,11 @@ from typing import Protocol
 from ..client import APIClient, ClientConfig, EventRecorder, LeaderElector, SharedInformerFactory
 from ..client.workqueue import REAL_CLOCK, Clock
 from .clusterroleaggregation import ClusterRoleAggregationController
+from .cronjob import CronJobController
+from .daemonset import DaemonSetController
+from .deployment import DeploymentController
 from .garbagecollector import GarbageCollector
+from .job import JobController
 from .namespace import NamespaceController
 from .nodeipam import NodeIPAMController
 from .nodelifecycle import NodeLifecycleController
@@ -38,6 +42,8 @@ from .resourcequota import ResourceQuotaController
 from .rootcacert import RootCACertPublisher
 from .serviceaccount import ServiceAccountsController
 from .serviceaccount_tokens import TokensController
+from .statefulset import StatefulSetController
+from .ttlafterfinished import TTLAfterFinishedController
 
 log = logging.getLogger("pyk8s.controllers.manager")
 
@@ -89,10 +95,17 @@ CONTROLLERS: dict[str, ControllerSpec] = {spec.name: spec for spec in (
     ControllerSpec("resourcequota-controller", ResourceQuotaController.from_context, aliases=("resourcequota",)),
     ControllerSpec("replicaset-controller",
                    lambda ctx: ReplicaSetController(ctx.client, ctx.factory, ctx.recorder, clock=ctx.clock),
-                   aliases=("replicaset",), disabled_by_default=True),
+                   aliases=("replicaset",)),
     ControllerSpec("replicationcontroller-controller",
                    lambda ctx: replication_controller(ctx.client, ctx.factory, ctx.recorder, clock=ctx.clock),
-                   aliases=("replicationcontroller",), disabled_by_default=True),
+                   aliases=("replicationcontroller",)),
+    ControllerSpec("deployment-controller", DeploymentController.from_context, aliases=("deployment",)),
+    ControllerSpec("daemonset-controller", DaemonSetController.from_context, aliases=("daemonset",)),
+    ControllerSpec("statefulset-controller", StatefulSetController.from_context, aliases=("statefulset",)),
+    ControllerSpec("job-controller", JobController.from_context, aliases=("job",)),
+    ControllerSpec("cronjob-controller", CronJobController.from_context, aliases=("cronjob",)),
+    ControllerSpec("ttl-after-finished-controller", TTLAfterFinishedController.from_context,
+                   aliases=("ttl-after-finished",)),
     ControllerSpec("root-ca-certificate-publisher-controller", RootCACertPublisher.from_context,
                    aliases=("root-ca-cert-publisher",)),
     ControllerSpec("serviceaccount-controller", ServiceAccountsController.from_context, aliases=("serviceaccount",)),

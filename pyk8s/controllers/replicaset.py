@@ -20,7 +20,6 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from ..api.validation import selector_matches
 from ..client import (
     NORMAL,
     WARNING,
@@ -35,9 +34,15 @@ from ..client import (
     is_conflict,
     is_not_found,
     object_key,
-    split_key,
 )
 from ..client.workqueue import REAL_CLOCK, Clock
+from .ownership import (
+    CONTROLLER_INDEX,
+    claim_candidates,
+    controller_index,
+    controller_ref,
+    label_selector_selects,
+)
 
 log = logging.getLogger("pyk8s.controllers.replicaset")
 
@@ -65,14 +70,7 @@ def _map_selector_matches(selector: object, labels: Mapping[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
 
 
-def _label_selector_matches(selector: object, labels: Mapping[str, str]) -> bool:
-    """metav1.LabelSelector; upstream treats an empty selector as matching nothing for controllers."""
-    if not isinstance(selector, dict) or not (selector.get("matchLabels") or selector.get("matchExpressions")):
-        return False
-    return selector_matches(selector, dict(labels))
-
-
-REPLICASET = WorkloadKind("replicaset-controller", "replicasets", "apps/v1", "ReplicaSet", _label_selector_matches)
+REPLICASET = WorkloadKind("replicaset-controller", "replicasets", "apps/v1", "ReplicaSet", label_selector_selects)
 REPLICATIONCONTROLLER = WorkloadKind("replicationcontroller-controller", "replicationcontrollers", "v1",
                                      "ReplicationController", _map_selector_matches)
 
@@ -87,13 +85,6 @@ def parse_time(value: str | None) -> float | None:
         return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return None
-
-
-def controller_ref(obj: Mapping) -> dict | None:
-    for ref in (obj.get("metadata") or {}).get("ownerReferences") or ():
-        if ref.get("controller"):
-            return ref
-    return None
 
 
 def pod_labels(pod: Mapping) -> dict[str, str]:
@@ -256,7 +247,7 @@ class ReplicaSetController:
         self.burst_replicas = burst_replicas
         self.expectations = Expectations(clock)
         self.rs_informer = factory.informer(workload.resource)
-        self.pod_informer = factory.informer("pods")
+        self.pod_informer = factory.informer("pods", indexers={CONTROLLER_INDEX: controller_index})
         self.queue: WorkQueue[str] = WorkQueue(self.name, clock=clock)
         self.controller: Controller[str] = Controller(
             self.name, self.sync, workers=workers, queue=self.queue, clock=clock,
@@ -354,9 +345,8 @@ class ReplicaSetController:
             log.debug("%s: %s has been deleted", self.name, key)
             self.expectations.delete(key)
             return
-        namespace, _ = split_key(key)
         rs_needs_sync = self.expectations.satisfied(key) and not rs["metadata"].get("deletionTimestamp")
-        active = [p for p in self.pod_informer.list(namespace) if is_pod_active(p)]
+        active = [p for p in claim_candidates(self.pod_informer, rs) if is_pod_active(p)]
         pods = await self._claim_pods(rs, active)
         manage_error: BaseException | None = None
         if rs_needs_sync:
@@ -387,10 +377,10 @@ class ReplicaSetController:
         can_adopt: bool | None = None
         for pod in pods:
             ref = controller_ref(pod)
+            if ref is not None and ref.get("uid") != uid:
+                continue  # someone else's
             matches = self.workload.selector_matches(selector, pod_labels(pod))
             if ref is not None:
-                if ref.get("uid") != uid:
-                    continue  # someone else's
                 if matches:
                     claimed.append(pod)
                 elif not deleting:
@@ -519,10 +509,23 @@ class ReplicaSetController:
         template_labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
         status = copy.deepcopy(rs.get("status") or {})
         status["replicas"] = len(pods)
-        status["fullyLabeledReplicas"] = sum(
-            1 for p in pods if all(pod_labels(p).get(k) == v for k, v in template_labels.items()))
-        status["readyReplicas"] = sum(1 for p in pods if is_pod_ready(p))
-        status["availableReplicas"] = sum(1 for p in pods if is_pod_available(p, min_ready, now))
+        wanted_labels = template_labels.items()
+        fully_labeled = ready = available = 0
+        for pod in pods:  # one pass: this runs on every sync, over every pod of the ReplicaSet
+            if wanted_labels <= ((pod.get("metadata") or {}).get("labels") or {}).items():
+                fully_labeled += 1
+            cond = ready_condition(pod)
+            if cond is None or cond.get("status") != "True":
+                continue
+            ready += 1
+            if min_ready <= 0:
+                available += 1
+            else:
+                since = parse_time(cond.get("lastTransitionTime"))
+                available += since is not None and since + min_ready <= now
+        status["fullyLabeledReplicas"] = fully_labeled
+        status["readyReplicas"] = ready
+        status["availableReplicas"] = available
         status["observedGeneration"] = (rs.get("metadata") or {}).get("generation", 0)
         conditions = [c for c in status.get("conditions") or () if c.get("type") != "ReplicaFailure"]
         existing = next((c for c in status.get("conditions") or () if c.get("type") == "ReplicaFailure"), None)

@@ -11,7 +11,7 @@ import time
 import pytest
 import yaml
 
-from conftest import KUBECTL, KUBECTL_132, Cluster, kubectl_132_available
+from conftest import KUBECTL, KUBECTL_132, Cluster, eventually, kubectl_132_available
 
 DEPLOYMENT = {
     "apiVersion": "apps/v1", "kind": "Deployment",
@@ -57,9 +57,12 @@ def test_system_namespaces_and_kubernetes_service(cluster: Cluster):
 
 def test_get_output_forms(cluster: Cluster, namespace: str):
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(DEPLOYMENT))
+    # The deployment controller creates the pods; with no scheduler in this cluster they never become ready.
+    eventually(lambda: (cluster.kubectl_json("get", "deploy", "web", "-n", namespace).get("status") or {}).get(
+        "updatedReplicas") == 2)
     table = cluster.kubectl("get", "deploy", "-n", namespace).stdout.splitlines()
     assert table[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
-    assert table[1].split()[:4] == ["web", "0/2", "0", "0"]
+    assert table[1].split()[:4] == ["web", "0/2", "2", "0"]
     wide = cluster.kubectl("get", "deploy", "-n", namespace, "-o", "wide").stdout.splitlines()
     assert wide[0].split()[-3:] == ["CONTAINERS", "IMAGES", "SELECTOR"]
     assert wide[1].split()[-3:] == ["nginx", "nginx:1.27", "app=web"]
@@ -148,6 +151,9 @@ def test_scale_and_generation(cluster: Cluster, namespace: str):
     assert failed.returncode != 0
     cluster.kubectl("scale", "deployment", "web", "-n", namespace, "--current-replicas=5", "--replicas=1")
     assert cluster.kubectl_json("get", "deploy", "web", "-n", namespace)["spec"]["replicas"] == 1
+    # The deployment controller writes status too: let it settle at generation 3 and 1 replica first.
+    eventually(lambda: (lambda d: d["status"].get("observedGeneration") == 3 and d["status"].get("replicas") == 1)(
+        cluster.kubectl_json("get", "deploy", "web", "-n", namespace)), timeout=30)
     # Status writes go through /status only, and do not bump the generation.
     cluster.kubectl("patch", "deploy", "web", "-n", namespace, "--subresource=status", "--type=merge",
                     "-p", '{"status":{"observedGeneration":3,"replicas":1}}')

@@ -19,7 +19,9 @@ from pyk8s.controllers.namespace import (
 DEFAULTS = {"clusterrole-aggregation-controller", "garbage-collector-controller", "namespace-controller",
             "node-ipam-controller", "node-lifecycle-controller", "pod-garbage-collector-controller",
             "resourcequota-controller", "root-ca-certificate-publisher-controller", "serviceaccount-controller",
-            "serviceaccount-token-controller"}
+            "serviceaccount-token-controller", "replicaset-controller", "replicationcontroller-controller",
+            "deployment-controller", "daemonset-controller", "statefulset-controller", "job-controller",
+            "cronjob-controller", "ttl-after-finished-controller"}
 GC = "garbage-collector-controller"
 
 
@@ -37,7 +39,7 @@ def ordered(names: set[str]) -> list[str]:
     ("garbage-collector-controller,-garbage-collector-controller", [GC]),  # first wins
     ("-namespace,namespace,*", ordered(DEFAULTS - {"namespace-controller"})),
     (["*", "-namespace-controller"], ordered(DEFAULTS - {"namespace-controller"})),
-    ("*,replicaset-controller", ordered(DEFAULTS | {"replicaset-controller"})),  # off by default, on when named
+    ("*,-replicaset,-deployment", ordered(DEFAULTS - {"replicaset-controller", "deployment-controller"})),
 ])
 def test_controller_selection(selection, expected):
     assert enabled_controllers(selection) == expected

@@ -123,7 +123,7 @@ def test_selectors():
 @pytest.fixture
 def controller() -> ReplicaSetController:
     class _Factory:
-        def informer(self, _kind):
+        def informer(self, _kind, **_):
             class _Inf:
                 def add_handler(self, **_):
                     return None
