@@ -615,6 +615,10 @@ class ResourceHandler:
             from .subresources import binding
 
             return await binding(self, request, info, kind)
+        if sub == "eviction" and verb == "create":
+            from .eviction import evict
+
+            return await evict(self, request, info, kind)
         raise errors.method_not_allowed()
 
 

@@ -27,6 +27,7 @@ from typing import Protocol
 
 from ..client import APIClient, ClientConfig, EventRecorder, LeaderElector, SharedInformerFactory
 from ..client.workqueue import REAL_CLOCK, Clock
+from .disruption import DisruptionController
 from .garbagecollector import GarbageCollector
 from .namespace import NamespaceController
 from .nodeipam import NodeIPAMController
@@ -71,6 +72,7 @@ class ControllerSpec:
 
 
 CONTROLLERS: dict[str, ControllerSpec] = {spec.name: spec for spec in (
+    ControllerSpec("disruption-controller", DisruptionController.from_context, aliases=("disruption",)),
     ControllerSpec("garbage-collector-controller",
                    lambda ctx: GarbageCollector(ctx.client, ctx.factory, recorder=ctx.recorder, clock=ctx.clock),
                    aliases=("garbagecollector",)),

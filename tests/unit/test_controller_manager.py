@@ -16,18 +16,18 @@ from pyk8s.controllers.namespace import (
 )
 
 NODE_CONTROLLERS = ["node-ipam-controller", "node-lifecycle-controller", "pod-garbage-collector-controller"]
-ALL = ["garbage-collector-controller", "namespace-controller", *NODE_CONTROLLERS]  # the defaults
+ALL = ["disruption-controller", "garbage-collector-controller", "namespace-controller", *NODE_CONTROLLERS]  # defaults
 
 
 @pytest.mark.parametrize(("selection", "expected"), [
     ("*", ALL),
     ("", []),
     ("namespace", ["namespace-controller"]),
-    ("*,-namespace", ["garbage-collector-controller", *NODE_CONTROLLERS]),
-    ("-garbagecollector,*", ["namespace-controller", *NODE_CONTROLLERS]),
+    ("*,-namespace", ["disruption-controller", "garbage-collector-controller", *NODE_CONTROLLERS]),
+    ("-garbagecollector,*", ["disruption-controller", "namespace-controller", *NODE_CONTROLLERS]),
     ("garbage-collector-controller,-garbage-collector-controller", ["garbage-collector-controller"]),  # first wins
-    ("-namespace,namespace,*", ["garbage-collector-controller", *NODE_CONTROLLERS]),
-    (["*", "-namespace-controller"], ["garbage-collector-controller", *NODE_CONTROLLERS]),
+    ("-namespace,namespace,*", ["disruption-controller", "garbage-collector-controller", *NODE_CONTROLLERS]),
+    (["*", "-namespace-controller"], ["disruption-controller", "garbage-collector-controller", *NODE_CONTROLLERS]),
     ("*,replicaset-controller", [*ALL, "replicaset-controller"]),  # off by default, on when named
 ])
 def test_controller_selection(selection, expected):
