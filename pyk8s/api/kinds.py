@@ -108,7 +108,8 @@ def _k(group: str, version: str, kind: str, plural: str, **kw) -> Kind:
 KINDS: tuple[Kind, ...] = (
     # core/v1
     _k("", "v1", "Pod", "pods", short_names=("po",), returns_deleted_object=True, categories=("all",),
-       subresources=(STATUS, Subresource("binding", "Binding", verbs=("create",))),
+       subresources=(STATUS, Subresource("binding", "Binding", verbs=("create",)),
+                     Subresource("eviction", "Eviction", "policy", "v1", verbs=("create",))),
        selectable_fields=("spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
                           "spec.hostNetwork", "status.phase", "status.podIP", "status.podIPs",
                           "status.nominatedNodeName")),

@@ -649,6 +649,10 @@ class ResourceHandler:
             from .tokenrequest import create_token
 
             return await create_token(self, request, info, kind)
+        if sub == "eviction" and verb == "create":
+            from .eviction import evict
+
+            return await evict(self, request, info, kind)
         raise errors.method_not_allowed()
 
 

@@ -31,6 +31,7 @@ from .clusterroleaggregation import ClusterRoleAggregationController
 from .cronjob import CronJobController
 from .daemonset import DaemonSetController
 from .deployment import DeploymentController
+from .disruption import DisruptionController
 from .garbagecollector import GarbageCollector
 from .job import JobController
 from .namespace import NamespaceController
@@ -84,6 +85,7 @@ class ControllerSpec:
 CONTROLLERS: dict[str, ControllerSpec] = {spec.name: spec for spec in (
     ControllerSpec("clusterrole-aggregation-controller", ClusterRoleAggregationController.from_context,
                    aliases=("clusterrole-aggregation",)),
+    ControllerSpec("disruption-controller", DisruptionController.from_context, aliases=("disruption",)),
     ControllerSpec("garbage-collector-controller",
                    lambda ctx: GarbageCollector(ctx.client, ctx.factory, recorder=ctx.recorder, clock=ctx.clock),
                    aliases=("garbagecollector",)),

@@ -10,6 +10,10 @@ Taints: Ready Unknown gives node.kubernetes.io/unreachable, Ready False node.kub
 (NoExecute and NoSchedule); pressure conditions, NetworkUnavailable and spec.unschedulable give their
 NoSchedule taints. Taints this controller manages are removed when their cause is gone.
 
+NoExecute taints (unreachable / not-ready) are paced per zone (see nodezones): a failed node waits in
+its zone's queue until the zone's rate limiter lets its taint on, and none go on while every zone is
+fully disrupted. A node already carrying one of the two has it swapped for the other at once.
+
 Eviction: a pod on a node with NoExecute taints is deleted at once when it does not tolerate one of
 them, or `tolerationSeconds` after the taint's timeAdded when every taint is tolerated for a time.
 """
@@ -38,6 +42,15 @@ from ..client import (
     split_key,
 )
 from ..client.workqueue import REAL_CLOCK, Clock, default_controller_rate_limiter
+from .nodezones import (
+    DEFAULT_EVICTION_QPS,
+    DEFAULT_LARGE_CLUSTER_THRESHOLD,
+    DEFAULT_SECONDARY_EVICTION_QPS,
+    DEFAULT_UNHEALTHY_ZONE_THRESHOLD,
+    Zones,
+    excluded_from_disruption,
+    zone_key,
+)
 
 log = logging.getLogger("pyk8s.controllers.nodelifecycle")
 
@@ -45,6 +58,8 @@ NAME = "node-lifecycle-controller"
 LEASE_NAMESPACE = "kube-node-lease"
 DEFAULT_NODE_MONITOR_PERIOD = 5.0
 DEFAULT_NODE_MONITOR_GRACE_PERIOD = 40.0
+# How often the zone queues are offered to their rate limiters (upstream nodeEvictionPeriod).
+NODE_EVICTION_PERIOD = 0.1
 
 NO_SCHEDULE = "NoSchedule"
 NO_EXECUTE = "NoExecute"
@@ -145,14 +160,16 @@ def ready_status(node: Mapping) -> str:
     return (ready or {}).get("status") or "Unknown"
 
 
-def wanted_taints(node: Mapping) -> set[tuple[str, str]]:
-    """(key, effect) of every taint this controller wants on the node now."""
+def wanted_taints(node: Mapping, no_execute: bool = True) -> set[tuple[str, str]]:
+    """(key, effect) of every taint this controller wants on the node now; the NoExecute ones of an
+    unready node only when `no_execute` (its zone's queue has let them on)."""
     wanted: set[tuple[str, str]] = set()
     ready = ready_status(node)
-    if ready == "Unknown":
-        wanted |= {(TAINT_UNREACHABLE, NO_EXECUTE), (TAINT_UNREACHABLE, NO_SCHEDULE)}
-    elif ready == "False":
-        wanted |= {(TAINT_NOT_READY, NO_EXECUTE), (TAINT_NOT_READY, NO_SCHEDULE)}
+    readiness_taint = {"Unknown": TAINT_UNREACHABLE, "False": TAINT_NOT_READY}.get(ready)
+    if readiness_taint:
+        wanted.add((readiness_taint, NO_SCHEDULE))
+        if no_execute:
+            wanted.add((readiness_taint, NO_EXECUTE))
     for condition in (node.get("status") or {}).get("conditions") or []:
         key = CONDITION_TAINTS.get((condition.get("type"), condition.get("status")))
         if key:
@@ -179,6 +196,16 @@ def reconcile_taints(taints: Iterable[Mapping], wanted: set[tuple[str, str]], no
         result.append({"key": key, "effect": effect, "timeAdded": rfc3339(now)})
         changed = True
     return result if changed else None
+
+
+def has_no_execute_readiness_taint(node: Mapping) -> bool:
+    return any(t.get("effect") == NO_EXECUTE and t.get("key") in (TAINT_UNREACHABLE, TAINT_NOT_READY)
+               for t in (node.get("spec") or {}).get("taints") or [])
+
+
+def observed_ready(node: Mapping, lease: Mapping | None, now: float, grace: float) -> str:
+    """The Ready status the controller acts on: Unknown for a stale node not yet marked so."""
+    return "Unknown" if is_stale(node, lease, now, grace) else ready_status(node)
 
 
 def tolerates(toleration: Mapping, taint: Mapping) -> bool:
@@ -244,8 +271,11 @@ class NodeLifecycleController:
     def __init__(self, client: APIClient, factory: SharedInformerFactory, *,
                  node_monitor_period: float = DEFAULT_NODE_MONITOR_PERIOD,
                  node_monitor_grace_period: float = DEFAULT_NODE_MONITOR_GRACE_PERIOD,
-                 clock: Clock = REAL_CLOCK, wall_clock: Callable[[], float] = time.time):
+                 zones: Zones | None = None, clock: Clock = REAL_CLOCK,
+                 wall_clock: Callable[[], float] = time.time):
         self.client = client
+        self.zones = zones or Zones()
+        self.clock = clock
         self.monitor_period = node_monitor_period
         self.grace_period = node_monitor_grace_period
         self.wall = wall_clock
@@ -267,13 +297,23 @@ class NodeLifecycleController:
 
     @classmethod
     def from_context(cls, ctx: Any) -> NodeLifecycleController:
-        """Built by the manager; options: node_monitor_period, node_monitor_grace_period (seconds)."""
+        """Built by the manager; options: node_monitor_period, node_monitor_grace_period (seconds),
+        node_eviction_rate, secondary_node_eviction_rate (nodes/s), unhealthy_zone_threshold,
+        large_cluster_size_threshold (upstream's flags of those names)."""
         options = ctx.options or {}
+        zones = Zones(
+            eviction_qps=float(options.get("node_eviction_rate", DEFAULT_EVICTION_QPS)),
+            secondary_eviction_qps=float(options.get("secondary_node_eviction_rate",
+                                                     DEFAULT_SECONDARY_EVICTION_QPS)),
+            unhealthy_zone_threshold=float(options.get("unhealthy_zone_threshold",
+                                                       DEFAULT_UNHEALTHY_ZONE_THRESHOLD)),
+            large_cluster_threshold=int(options.get("large_cluster_size_threshold",
+                                                    DEFAULT_LARGE_CLUSTER_THRESHOLD)))
         return cls(ctx.client, ctx.factory,
                    node_monitor_period=float(options.get("node_monitor_period", DEFAULT_NODE_MONITOR_PERIOD)),
                    node_monitor_grace_period=float(options.get("node_monitor_grace_period",
                                                                DEFAULT_NODE_MONITOR_GRACE_PERIOD)),
-                   clock=ctx.clock)
+                   zones=zones, clock=ctx.clock)
 
     # -- events --
 
@@ -303,13 +343,78 @@ class NodeLifecycleController:
             group.create_task(self.node_controller.run(), name=f"{NAME}-nodes")
             group.create_task(self.eviction_controller.run(), name=f"{NAME}-eviction")
             group.create_task(self._monitor(), name=f"{NAME}-monitor")
+            group.create_task(self._tainting(), name=f"{NAME}-tainting")
 
     async def _monitor(self) -> None:
         await self.nodes.wait_for_sync()
+        await self.leases.wait_for_sync()
         while True:
+            self.observe_zones()
             for name in self.nodes.keys():
                 self.node_queue.add(name)
             await asyncio.sleep(self.monitor_period)
+
+    def observe_zones(self) -> None:
+        """Recompute every zone's state; on entering cluster-wide disruption, look at every node
+        again so its NoExecute taints come off."""
+        now = self.wall()
+        statuses: dict[str, list[str]] = {}
+        for node in self.nodes.list():
+            name = node["metadata"]["name"]
+            self.zones.tainter(zone_key(node), self.clock.now())
+            if excluded_from_disruption(node):
+                continue
+            lease = self.leases.get(f"{LEASE_NAMESPACE}/{name}")
+            statuses.setdefault(zone_key(node), []).append(observed_ready(node, lease, now, self.grace_period))
+        if self.zones.observe(statuses, self.clock.now()):
+            for name in self.nodes.keys():
+                self.node_queue.add(name)
+
+    async def _tainting(self) -> None:
+        await self.nodes.wait_for_sync()
+        while True:
+            await self.tainting_pass()
+            await self.clock.sleep(NODE_EVICTION_PERIOD)
+
+    async def tainting_pass(self) -> None:
+        for tainter in list(self.zones.tainters.values()):
+            await tainter.try_pass(self.clock.now(), self._taint_no_execute)
+
+    async def _taint_no_execute(self, name: str) -> bool:
+        """Put the NoExecute readiness taint on a node its zone's limiter let through; True when the
+        node needs nothing more (tainted, Ready again or gone)."""
+        node = self.nodes.get(name)
+        if node is None or ready_status(node) == "True":
+            return True
+        taints = reconcile_taints((node.get("spec") or {}).get("taints") or [], wanted_taints(node), self.wall())
+        if taints is None:
+            return True
+        updated = copy.deepcopy(node)
+        updated.setdefault("spec", {})["taints"] = taints
+        try:
+            await self.client.update(updated)
+        except APIStatusError as exc:
+            if is_not_found(exc):
+                return True
+            log.info("node lifecycle: tainting node %s failed (%s); it stays queued", name, exc)
+            return False
+        log.info("node lifecycle: node %s tainted NoExecute (%s)", name,
+                 TAINT_UNREACHABLE if ready_status(node) == "Unknown" else TAINT_NOT_READY)
+        return True
+
+    def _no_execute_now(self, node: dict) -> bool:
+        """Whether the node's NoExecute readiness taint may be on now (upstream processTaintBaseEviction):
+        not for a Ready node, nor anywhere while all zones are down; at once for a node that has one
+        already (swapped to match its state); otherwise the node queues in its zone."""
+        name = node["metadata"]["name"]
+        tainter = self.zones.tainter(zone_key(node), self.clock.now())
+        if ready_status(node) == "True" or self.zones.all_fully_disrupted:
+            tainter.remove(name)
+            return False
+        if has_no_execute_readiness_taint(node):
+            return True
+        tainter.add(name)
+        return False
 
     async def sync_node(self, name: str) -> None:
         node = self.nodes.get(name)
@@ -325,7 +430,8 @@ class NodeLifecycleController:
                 updated = copy.deepcopy(node)
                 updated.setdefault("status", {})["conditions"] = conditions
                 node = await self.client.update_status(updated)
-        taints = reconcile_taints((node.get("spec") or {}).get("taints") or [], wanted_taints(node), now)
+        taints = reconcile_taints((node.get("spec") or {}).get("taints") or [],
+                                  wanted_taints(node, self._no_execute_now(node)), now)
         if taints is not None:
             updated = copy.deepcopy(node)
             updated.setdefault("spec", {})["taints"] = taints

@@ -6,6 +6,8 @@ import math
 
 import pytest
 
+from pyk8s.client import SharedInformerFactory
+from pyk8s.client.workqueue import FakeClock
 from pyk8s.controllers.nodeipam import CIDRFull, CIDRSet
 from pyk8s.controllers.nodelifecycle import (
     MESSAGE_UNKNOWN,
@@ -14,8 +16,10 @@ from pyk8s.controllers.nodelifecycle import (
     TAINT_NOT_READY,
     TAINT_UNREACHABLE,
     TAINT_UNSCHEDULABLE,
+    NodeLifecycleController,
     eviction_time,
     is_stale,
+    observed_ready,
     parse_timestamp,
     pod_not_ready_patch,
     reconcile_taints,
@@ -23,6 +27,16 @@ from pyk8s.controllers.nodelifecycle import (
     tolerates,
     unknown_conditions,
     wanted_taints,
+)
+from pyk8s.controllers.nodezones import (
+    STATE_FULL,
+    STATE_NORMAL,
+    STATE_PARTIAL,
+    TokenBucket,
+    Zones,
+    compute_zone_state,
+    excluded_from_disruption,
+    zone_key,
 )
 from pyk8s.controllers.podgc import orphaned, terminated_to_delete
 
@@ -168,3 +182,160 @@ def test_pod_gc_decisions():
     assert [p["metadata"]["name"] for p in terminated_to_delete(pods, 1)] == ["b", "d"]
     assert terminated_to_delete(pods, 3) == []
     assert [p["metadata"]["name"] for p in orphaned(pods + [pod("e", "Running", 0, "gone")], {"n1"})] == ["e"]
+
+
+# ---- zone-aware eviction (pyk8s.controllers.nodezones and the controller's use of it) -----------
+
+
+@pytest.mark.parametrize(("statuses", "expected"), [
+    (["True"] * 5, (0, STATE_NORMAL)),
+    (["Unknown"] * 3, (3, STATE_FULL)),
+    (["False", "Unknown"], (2, STATE_FULL)),  # no ready node at all
+    (["True", "Unknown", "Unknown"], (2, STATE_NORMAL)),  # two not ready never make a partial disruption
+    (["True", "True", "Unknown", "Unknown", "Unknown"], (3, STATE_PARTIAL)),  # 0.6 >= 0.55
+    (["True", "True", "True", "Unknown", "Unknown", "Unknown"], (3, STATE_NORMAL)),  # 0.5 < 0.55
+    (["True"] * 9 + ["False"] * 11, (11, STATE_PARTIAL)),  # exactly 0.55
+    ([], (0, STATE_NORMAL)),
+])
+def test_zone_states(statuses, expected):
+    assert compute_zone_state(statuses) == expected
+
+
+def test_zone_key_and_exclusion_labels():
+    def labelled(**labels: str) -> dict:
+        return {"metadata": {"labels": labels}}
+
+    assert zone_key(labelled()) == ""
+    assert zone_key(labelled(**{"topology.kubernetes.io/region": "r", "topology.kubernetes.io/zone": "a"})) == \
+        "r:\x00:a"
+    assert zone_key(labelled(**{"failure-domain.beta.kubernetes.io/zone": "b"})) == ":\x00:b"
+    assert excluded_from_disruption(labelled(**{"node.kubernetes.io/exclude-disruption": ""}))
+    assert not excluded_from_disruption(labelled())
+
+
+def test_token_bucket_paces_and_zero_never_accepts():
+    bucket = TokenBucket(0.1, now=0.0)
+    assert bucket.try_accept(0.0)  # the burst of one
+    assert not bucket.try_accept(5.0)
+    assert bucket.try_accept(10.0)
+    assert not TokenBucket(0.0, now=0.0).try_accept(100.0)
+
+
+def _zone(size: int, not_ready: int) -> list[str]:
+    return ["True"] * (size - not_ready) + ["Unknown"] * not_ready
+
+
+@pytest.mark.parametrize(("size", "qps"), [(10, 0.0), (60, 0.01)])
+def test_partial_disruption_rates_depend_on_cluster_size(size, qps):
+    zones = Zones()
+    zones.observe({"a": _zone(size, size * 6 // 10), "b": _zone(4, 0)}, now=0.0)
+    assert zones.states == {"a": STATE_PARTIAL, "b": STATE_NORMAL}
+    assert zones.tainters["a"].limiter.qps == qps
+    assert zones.tainters["b"].limiter.qps == 0.1
+
+
+def test_one_zone_down_keeps_normal_rate_and_all_zones_down_stops_tainting():
+    zones = Zones()
+    assert not zones.observe({"a": _zone(3, 3), "b": _zone(3, 0)}, now=0.0)
+    assert zones.states == {"a": STATE_FULL, "b": STATE_NORMAL} and zones.tainters["a"].limiter.qps == 0.1
+    zones.tainters["a"].add("n1")
+    assert zones.observe({"a": _zone(3, 3), "b": _zone(3, 3)}, now=1.0)  # entering cluster-wide disruption
+    assert zones.all_fully_disrupted and all(t.limiter.qps == 0 for t in zones.tainters.values())
+    assert not zones.tainters["a"].queue
+    assert not zones.observe({"a": _zone(3, 3), "b": _zone(3, 3)}, now=2.0)  # staying: nothing new
+    assert not zones.observe({"a": _zone(3, 3), "b": _zone(3, 1)}, now=3.0)  # leaving it
+    assert zones.states == {"a": STATE_FULL, "b": STATE_NORMAL}
+    assert [t.limiter.qps for t in zones.tainters.values()] == [0.1, 0.1]
+
+
+class _FakeAPI:
+    """Records node updates; answers with the object as written."""
+
+    def __init__(self):
+        self.updates: list[dict] = []
+
+    async def update(self, obj: dict, **_kwargs) -> dict:
+        self.updates.append(obj)
+        return obj
+
+    async def update_status(self, obj: dict, **_kwargs) -> dict:
+        return obj
+
+
+def _named(name: str, ready: str, zone: str = "a", labels: dict | None = None, taints: list | None = None) -> dict:
+    obj = node(ready, T0, taints=taints)
+    obj["metadata"] = {"name": name, "creationTimestamp": rfc3339(T0 - 1000),
+                       "labels": {"topology.kubernetes.io/zone": zone, **(labels or {})}}
+    return obj
+
+
+def _controller(nodes: list[dict], clock: FakeClock, qps: float = 0.1) -> tuple[NodeLifecycleController, _FakeAPI]:
+    api = _FakeAPI()
+    controller = NodeLifecycleController(api, SharedInformerFactory(api), zones=Zones(eviction_qps=qps),  # type: ignore
+                                         clock=clock, wall_clock=lambda: T0 + 1)
+    for obj in nodes:
+        controller.nodes.indexer.upsert(obj["metadata"]["name"], obj)
+    return controller, api
+
+
+def _no_execute(api: _FakeAPI, name: str) -> list[str]:
+    last = [u for u in api.updates if u["metadata"]["name"] == name][-1:]
+    return [t["key"] for t in (last[0]["spec"].get("taints") or []) if t["effect"] == "NoExecute"] if last else []
+
+
+async def test_no_execute_taints_are_paced_per_zone():
+    clock = FakeClock(0.0)
+    down = [_named(f"d{i}", "Unknown") for i in range(2)]
+    controller, api = _controller([*down, _named("up1", "True"), _named("up2", "True")], clock)
+    controller.observe_zones()
+    for obj in down:
+        await controller.sync_node(obj["metadata"]["name"])
+    # Only the NoSchedule taint so far; both nodes queue in zone a.
+    assert _no_execute(api, "d0") == [] and list(controller.zones.tainters[zone_key(down[0])].queue) == ["d0", "d1"]
+    await controller.tainting_pass()
+    assert _no_execute(api, "d0") == [TAINT_UNREACHABLE] and _no_execute(api, "d1") == []
+    clock.step(5)
+    await controller.tainting_pass()
+    assert _no_execute(api, "d1") == []  # 0.1/s: the next token is 10 s after the first
+    clock.step(5)
+    await controller.tainting_pass()
+    assert _no_execute(api, "d1") == [TAINT_UNREACHABLE]
+
+
+async def test_cluster_wide_disruption_takes_no_execute_taints_off():
+    clock = FakeClock(0.0)
+    tainted = [{"key": TAINT_UNREACHABLE, "effect": "NoExecute", "timeAdded": rfc3339(T0)},
+               {"key": TAINT_UNREACHABLE, "effect": "NoSchedule", "timeAdded": rfc3339(T0)}]
+    nodes = [_named("a1", "Unknown", "a", taints=tainted), _named("b1", "Unknown", "b")]
+    controller, api = _controller(nodes, clock)
+    controller.observe_zones()
+    assert controller.zones.all_fully_disrupted
+    await controller.sync_node("a1")
+    assert [t["key"] + ":" + t["effect"] for t in api.updates[-1]["spec"]["taints"]] == [
+        f"{TAINT_UNREACHABLE}:NoSchedule"]
+    await controller.sync_node("b1")
+    await controller.tainting_pass()
+    assert _no_execute(api, "b1") == []
+
+
+async def test_excluded_nodes_do_not_count_towards_the_zone_state():
+    clock = FakeClock(0.0)
+    excluded = {"node.kubernetes.io/exclude-disruption": "true"}
+    nodes = [_named("x1", "True", labels=excluded), _named("x2", "True", labels=excluded), _named("n1", "Unknown")]
+    controller, _ = _controller(nodes, clock)
+    controller.observe_zones()
+    assert controller.zones.states == {zone_key(nodes[0]): STATE_FULL}  # only n1 counts: fully disrupted
+
+
+def test_observed_ready_treats_stale_nodes_as_unknown():
+    assert observed_ready(node("True", T0), None, T0 + 100, 40) == "Unknown"
+    assert observed_ready(node("False", T0), None, T0 + 10, 40) == "False"
+
+
+def test_zones_without_nodes_change_nothing_and_new_zones_start_at_the_normal_rate():
+    zones = Zones(eviction_qps=0.5)
+    assert not zones.observe({}, now=0.0) and zones.states == {}
+    assert not zones.observe({"a": _zone(5, 1)}, now=1.0)
+    assert zones.states == {"a": STATE_NORMAL} and zones.tainters["a"].limiter.qps == 0.5
+    assert not zones.observe({"b": _zone(2, 0)}, now=2.0)  # zone a's nodes are gone: so is zone a
+    assert list(zones.states) == ["b"]
