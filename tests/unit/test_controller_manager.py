@@ -17,7 +17,8 @@ from pyk8s.controllers.namespace import (
 
 # The controllers on by default (upstream's defaults among those pyk8s has).
 DEFAULTS = {"clusterrole-aggregation-controller", "disruption-controller", "garbage-collector-controller",
-            "namespace-controller", "node-ipam-controller", "node-lifecycle-controller", "pod-garbage-collector-controller",
+            "namespace-controller", "node-ipam-controller", "node-lifecycle-controller",
+            "pod-garbage-collector-controller",
             "resourcequota-controller", "root-ca-certificate-publisher-controller", "serviceaccount-controller",
             "serviceaccount-token-controller", "replicaset-controller", "replicationcontroller-controller",
             "deployment-controller", "daemonset-controller", "statefulset-controller", "job-controller",
