@@ -151,7 +151,7 @@ async def evict(handler: ResourceHandler, request: web.Request, info: RequestInf
 
     raw, ctype = await handler._read_body(request, kind)
     body = _decode_eviction(raw, ctype, info)
-    write = handler._write_options(request)
+    write = handler._write_options(request, kind)
     options = delete_options_of(body, write.dry_run)
     eviction = _Eviction(handler, kind, info.namespace, info.name, options,
                          WriteOptions(dry_run=options.dry_run, field_manager=write.field_manager))

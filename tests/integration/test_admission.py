@@ -126,16 +126,23 @@ def test_quota_on_cpu_requires_container_limits(cluster: Cluster, namespace: str
             in result.stderr)
 
 
+def _wait_for_root_ca(cluster: Cluster, namespace: str) -> None:
+    """Every namespace gets the kube-root-ca.crt ConfigMap, which quotas count like any other."""
+    eventually(lambda: cluster.kubectl("get", "configmap", "kube-root-ca.crt", "-n", namespace,
+                                       check=False).returncode == 0, timeout=60)
+
+
 def test_quota_counts_other_kinds_and_ignores_dry_run(cluster: Cluster, namespace: str):
-    _quota(cluster, namespace, "counts", {"configmaps": "1", "count/secrets": "5"})
+    _wait_for_root_ca(cluster, namespace)
+    _quota(cluster, namespace, "counts", {"configmaps": "2", "count/secrets": "5"})
     config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c1"}, "data": {"a": "b"}}
     # A server-side dry run is checked but charges nothing.
     _apply(cluster, config, namespace, True, "--dry-run=server")
     used = _get(cluster, "resourcequota", "counts", namespace)["status"]["used"]
-    assert used["configmaps"] == "0"
+    assert used["configmaps"] == "1"
     _apply(cluster, config, namespace)
     result = _apply(cluster, {**config, "metadata": {"name": "c2"}}, namespace, False)
-    assert "exceeded quota: counts, requested: configmaps=1, used: configmaps=1, limited: configmaps=1" in (
+    assert "exceeded quota: counts, requested: configmaps=1, used: configmaps=2, limited: configmaps=2" in (
         result.stderr)
     dry = _apply(cluster, {**config, "metadata": {"name": "c2"}}, namespace, False, "--dry-run=server")
     assert dry.returncode != 0 and "exceeded quota: counts" in dry.stderr
@@ -145,7 +152,8 @@ def test_concurrent_creates_do_not_overshoot(cluster: Cluster, namespace: str, a
     from kubernetes import client
     from kubernetes.client.rest import ApiException
 
-    _quota(cluster, namespace, "burst", {"count/configmaps": "3"})
+    _wait_for_root_ca(cluster, namespace)
+    _quota(cluster, namespace, "burst", {"count/configmaps": "4"})  # kube-root-ca.crt and three more
     core = client.CoreV1Api(api_client)
 
     def create(i: int) -> int:
@@ -159,8 +167,9 @@ def test_concurrent_creates_do_not_overshoot(cluster: Cluster, namespace: str, a
     with ThreadPoolExecutor(max_workers=8) as pool:
         codes = list(pool.map(create, range(10)))
     assert sorted(codes) == [201] * 3 + [403] * 7
-    assert len(core.list_namespaced_config_map(namespace).items) == 3
-    assert _get(cluster, "resourcequota", "burst", namespace)["status"]["used"] == {"count/configmaps": "3"}
+    assert len([c for c in core.list_namespaced_config_map(namespace).items
+                if c.metadata.name.startswith("cm-")]) == 3
+    assert _get(cluster, "resourcequota", "burst", namespace)["status"]["used"] == {"count/configmaps": "4"}
 
 
 def test_quota_scopes_select_pods(cluster: Cluster, namespace: str):

@@ -273,7 +273,11 @@ def test_manual_selector_job_adopts_a_matching_orphan(sim_cluster: Cluster, ns: 
 
 
 def test_node_that_stops_heartbeating_has_its_job_pods_evicted_replaced_and_counted(sim_cluster: Cluster, ns: str):
-    apply(sim_cluster, job_manifest("beat", ns, run=600, completions=3, parallelism=3))
+    job = job_manifest("beat", ns, run=600, completions=3, parallelism=3)
+    # Evicted as soon as the node is unreachable (admission would otherwise give the pods 300 s).
+    job["spec"]["template"]["spec"]["tolerations"] = [
+        {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 0}]
+    apply(sim_cluster, job)
     pods = eventually(lambda: (ps := job_pods(sim_cluster, ns, "beat")) and len(ps) == 3
                       and all(p["status"].get("phase") == "Running" for p in ps) and ps, timeout=60)
     node = pods[0]["spec"]["nodeName"]

@@ -23,6 +23,10 @@ GRACE = 6.0
 OPTIONS = {"node_monitor_period": 1.0, "node_monitor_grace_period": GRACE, "cluster_cidr": "10.43.0.0/16",
            "node_eviction_rate": 1.0}
 CONTROLLERS = "node-ipam-controller,node-lifecycle-controller"
+# Without their own tolerations the pods would get DefaultTolerationSeconds' 300 s from admission.
+EVICT_AT_ONCE = [{"key": TAINT_UNREACHABLE, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 0},
+                 {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute",
+                  "tolerationSeconds": 0}]
 
 
 @pytest.fixture
@@ -59,7 +63,8 @@ async def test_full_disruption_evicts_nothing_until_a_node_is_back(client: APICl
     for name in names:
         await client.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"p-{name}",
                                                                              "namespace": "default"},
-                             "spec": {"nodeName": name, "containers": [{"name": "c", "image": "nginx"}]}})
+                             "spec": {"nodeName": name, "containers": [{"name": "c", "image": "nginx"}],
+                                      "tolerations": EVICT_AT_ONCE}})
 
     async def all_running() -> bool:
         pods = [await client.get("pods", f"p-{n}", "default") for n in names]

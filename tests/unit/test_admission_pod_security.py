@@ -4,12 +4,13 @@ exemptions, warnings for workloads and for namespaces whose enforce level tighte
 from __future__ import annotations
 
 import pytest
-from test_admission import attrs, cluster, namespace, pod
 
 from pyk8s.api.errors import APIError
 from pyk8s.apiserver.admission import UPDATE
 from pyk8s.apiserver.admission.pod_security import PodSecurity, PodSecurityConfig, namespace_policy
 from pyk8s.apiserver.admission.pod_security_checks import checks_for, evaluate, reasons
+
+from test_admission_chain import attrs, cluster, namespace, pod
 
 RESTRICTED_OK = {"allowPrivilegeEscalation": False, "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]},
                  "seccompProfile": {"type": "RuntimeDefault"}}

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from test_admission import attrs, cluster, namespace, pod
 
 from pyk8s.api.admissionregistration import validate_binding, validate_policy
 from pyk8s.api.errors import APIError
 from pyk8s.apiserver.admission import DELETE, Attributes
 from pyk8s.apiserver.admission.policy import ValidatingAdmissionPolicy
+
+from test_admission_chain import attrs, cluster, namespace, pod
 
 RULES = [{"operations": ["CREATE", "UPDATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"],
           "scope": "*"}]

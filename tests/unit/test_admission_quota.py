@@ -7,7 +7,6 @@ import copy
 from datetime import UTC, datetime
 
 import pytest
-from test_admission import attrs, cluster, pod
 
 from pyk8s.api.errors import APIError
 from pyk8s.api.quota import (
@@ -23,6 +22,8 @@ from pyk8s.api.quota import (
 from pyk8s.apiserver.admission import UPDATE
 from pyk8s.apiserver.admission.resource_quota import ResourceQuota
 from pyk8s.controllers.resourcequota import compute_usage, releases_usage, resources_of
+
+from test_admission_chain import attrs, cluster, pod
 
 
 def _sized(name: str, requests: dict | None = None, limits: dict | None = None) -> dict:

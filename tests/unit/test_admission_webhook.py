@@ -7,7 +7,6 @@ import base64
 import json
 
 import pytest
-from test_admission import attrs, cluster, namespace, pod
 
 from pyk8s.api.admissionregistration import validate_validating
 from pyk8s.api.errors import APIError
@@ -23,6 +22,8 @@ from pyk8s.apiserver.admission.webhook import (
     rule_matches,
     selectors_match,
 )
+
+from test_admission_chain import attrs, cluster, namespace, pod
 
 
 def _rule(**overrides) -> dict:

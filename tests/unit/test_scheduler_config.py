@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from scheduler_builders import make_node, make_pod, place
 
 from pyk8s.scheduler.config import ConfigError, build_framework, load_config, parse_config
 from pyk8s.scheduler.framework import Framework, num_feasible_nodes_to_find
 from pyk8s.scheduler.plugins import CycleState, ImageLocality, NodeResourcesFit, PluginHandle, PodInfo
+
+from scheduler_builders import make_node, make_pod, place
 
 V1 = {"apiVersion": "kubescheduler.config.k8s.io/v1", "kind": "KubeSchedulerConfiguration"}
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from scheduler_builders import affinity, anti_affinity, make_node, make_pod, place, term
 
 from pyk8s.scheduler.plugins import Code, CycleState, InterPodAffinity, PodInfo
 from pyk8s.scheduler.plugins.inter_pod_affinity import (
@@ -11,6 +10,8 @@ from pyk8s.scheduler.plugins.inter_pod_affinity import (
     ANTI_AFFINITY_REASON,
     EXISTING_ANTI_AFFINITY_REASON,
 )
+
+from scheduler_builders import affinity, anti_affinity, make_node, make_pod, place, term
 
 ZONE = "topology.kubernetes.io/zone"
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import random
 
-from scheduler_builders import anti_affinity, make_node, make_pod, place, term
-
 from pyk8s.scheduler.framework import Framework
 from pyk8s.scheduler.preemption import NOT_ELIGIBLE_NEVER, DefaultPreemption
+
+from scheduler_builders import anti_affinity, make_node, make_pod, place, term
 
 
 def preempt(pod: dict, nodes, pdbs=None, nominator=None):

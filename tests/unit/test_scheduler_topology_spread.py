@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from scheduler_builders import make_node, make_pod, place
 
 from pyk8s.api.selectors import label_selector_from_object
 from pyk8s.scheduler.plugins import Code, CycleState, PodInfo, PodTopologySpread
 from pyk8s.scheduler.plugins.node_resources_fit import ArgsError
 from pyk8s.scheduler.plugins.pod_topology_spread import MISSING_LABEL_REASON, REASON
+
+from scheduler_builders import make_node, make_pod, place
 
 ZONE = "topology.kubernetes.io/zone"
 HOST = "kubernetes.io/hostname"
