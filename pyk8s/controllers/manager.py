@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import importlib.metadata
 import logging
 import signal
@@ -203,12 +204,21 @@ class ControllerManager:
         await self.elector.run()
         raise LeaderElectionLost(f"leaderelection lost ({self.identity})")
 
+    def _client_for(self, name: str) -> APIClient:
+        """The controller's own client, as upstream's ClientBuilder gives each controller: its own
+        rate limiter (so one busy controller cannot starve the others) and a User-Agent naming it."""
+        config = dataclasses.replace(self.client.config, user_agent=f"{self.client.config.user_agent}/{name}")
+        return APIClient(config, clock=self.client.clock)
+
     async def _run_controllers(self) -> None:
         factory = SharedInformerFactory(self.client, clock=self.clock)
         recorder = EventRecorder(self.client, COMPONENT)
-        ctx = ControllerContext(self.client, factory, recorder, self.clock, self.options)
+        clients = {name: self._client_for(name) for name in self.enabled}
         # Build everything (registering every handler) before any informer starts, so none misses events.
-        self.controllers = {name: CONTROLLERS[name].build(ctx) for name in self.enabled}
+        self.controllers = {
+            name: CONTROLLERS[name].build(ControllerContext(clients[name], factory, recorder, self.clock,
+                                                            self.options))
+            for name in self.enabled}
         factory.start()
         self.running.set()
         try:
@@ -221,6 +231,8 @@ class ControllerManager:
             self.controllers = {}
             await factory.stop()
             await recorder.close(timeout=2.0)
+            for client in clients.values():
+                await client.close()
 
 
 async def run_controller_manager(kubeconfig: Path, controllers: str = "*", leader_elect: bool = True, *,
