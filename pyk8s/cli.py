@@ -182,6 +182,34 @@ def agent(simulated: bool, nodes: int, kubeconfig: Path, node_capacity: str, nam
     uvloop.run(run_simulated_agent(kubeconfig, nodes, _parse_capacity(node_capacity), name_prefix))
 
 
+@main.group()
+def images() -> None:
+    """Manage the images of this machine's node (its own containerd)."""
+
+
+@images.command("import")
+@click.argument("archive", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="The node's data dir, whose containerd receives the image (default as for `pyk8s server`).")
+def images_import(archive: Path, data_dir: Path | None) -> None:
+    """Load an OCI or `docker save` archive into the node's containerd, where pods can use it."""
+    import asyncio
+
+    from .kubelet.runtime.containerd import ContainerdConfig, ContainerdError, configured_snapshotter
+    from .kubelet.runtime.images import ImageImportError, import_archive
+
+    config = ContainerdConfig(data_dir=data_dir or default_data_dir())
+    try:
+        snapshotter = configured_snapshotter(config.data_dir)
+        if not config.socket.exists():
+            raise ContainerdError(f"the node's containerd is not running (no {config.socket})")
+        names = asyncio.run(import_archive(archive, config.socket, snapshotter))
+    except (ContainerdError, ImageImportError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    for name in names:
+        click.echo(f"imported {name}")
+
+
 @main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False,
                                 "help_option_names": []})
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None)

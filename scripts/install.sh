@@ -13,10 +13,28 @@ command -v python3 >/dev/null || need_apt+=(python3)
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || need_apt+=(python3)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_apt+=(python3-venv python3-pip)
 command -v git >/dev/null || need_apt+=(git)
+if [ ${#need_apt[@]} -gt 0 ]; then need_apt+=(python3-dev gcc); fi
+
+# A real node (kubelet) runs containers through its own containerd with runc, CNI plugins for pod networks,
+# and busybox-static to build the pause image locally. Installed as root where apt exists; elsewhere, say so.
+node_packages=(containerd runc containernetworking-plugins busybox-static)
+missing_node=()
+for pkg in "${node_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing_node+=("$pkg")
+done
+if [ ${#missing_node[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    need_apt+=("${missing_node[@]}")
+  else
+    echo "note: real nodes need ${missing_node[*]} (install them as root with your package manager);" \
+         "simulated nodes work without them" >&2
+  fi
+fi
+
 if [ ${#need_apt[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q
-  apt-get install -y -q "${need_apt[@]}" python3-dev gcc
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
