@@ -8,7 +8,7 @@ import time
 
 import psutil
 
-from conftest import Cluster
+from conftest import Cluster, eventually
 
 
 def test_all_in_one_cluster_runs_pods_and_restarts_dead_components(tmp_path):
@@ -19,12 +19,13 @@ def test_all_in_one_cluster_runs_pods_and_restarts_dead_components(tmp_path):
         while len(cluster.kubectl_json("get", "nodes")["items"]) < 2:
             assert time.monotonic() < deadline, "simulated nodes did not register"
             time.sleep(0.3)
-        cluster.kubectl("wait", "--for=condition=Ready", "node", "--all", "--timeout=30s")
-        nodes = cluster.kubectl_json("get", "nodes")["items"]
-        assert len(nodes) == 2 and all(n["spec"].get("podCIDR") for n in nodes)
+        cluster.kubectl("wait", "--for=condition=Ready", "node", "--all", "--timeout=60s")
+        # node IPAM (in the controller-manager) gives each node its podCIDR soon after it registers
+        nodes = eventually(lambda: (items := cluster.kubectl_json("get", "nodes")["items"]) and len(items) == 2
+                           and all(n["spec"].get("podCIDR") for n in items) and items, timeout=60)
         cluster.kubectl("create", "namespace", "app")
         cluster.kubectl("run", "web", "--image=nginx:1.27", "-n", "app")
-        cluster.kubectl("wait", "--for=condition=Ready", "pod/web", "-n", "app", "--timeout=30s")
+        cluster.kubectl("wait", "--for=condition=Ready", "pod/web", "-n", "app", "--timeout=60s")
         pod = cluster.kubectl_json("get", "pod", "web", "-n", "app")
         assert pod["status"]["phase"] == "Running" and pod["spec"]["nodeName"] in {n["metadata"]["name"] for n in nodes}
         events = cluster.kubectl_json("get", "events", "-n", "app")["items"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pyk8s.api import defaults
@@ -520,7 +520,7 @@ def _workload(tmpl: dict) -> dict:
 _DEFAULTERS = sorted({k.name for k in KINDS if hasattr(defaults, k.name)})
 
 
-@settings(max_examples=60)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_TEMPLATE, st.sampled_from(_DEFAULTERS))
 def test_defaulting_is_idempotent(tmpl, name):
     fn = getattr(defaults, name)
@@ -530,14 +530,14 @@ def test_defaulting_is_idempotent(tmpl, name):
     assert applied(fn, once) == once
 
 
-@settings(max_examples=60)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_POD_SPEC)
 def test_pod_defaulting_is_idempotent(spec):
     once = applied(defaults.pod, {"spec": spec})
     assert applied(defaults.pod, once) == once
 
 
-@settings(max_examples=60)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_TEMPLATE)
 def test_template_defaulting_matches_across_workloads(tmpl):
     templates = [applied(fn, {"spec": {"template": tmpl}})["spec"]["template"]
@@ -552,7 +552,7 @@ _JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_siz
                          inner, max_size=4), max_leaves=20)
 
 
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(st.sampled_from(["spec", "metadata", "status", "data", "stringData", "type"]), _JSON),
        st.sampled_from(_DEFAULTERS))
 def test_defaulting_never_raises_on_odd_shapes(obj, name):

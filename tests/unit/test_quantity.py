@@ -5,7 +5,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pyk8s.api.quantity import (
@@ -147,6 +147,7 @@ def test_binary_values_without_a_binary_form_read_back_as_decimal():
     assert normalize("64000") == "64k"
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_QUANTITIES)
 def test_normalize_preserves_value_and_settles(text):
     stored = normalize(normalize(text))
@@ -154,6 +155,7 @@ def test_normalize_preserves_value_and_settles(text):
     assert parse(stored).value == parse(text).value
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_QUANTITIES)
 def test_milli_normalization_settles_on_milli_values(text):
     stored = normalize(normalize(text, milli=True), milli=True)

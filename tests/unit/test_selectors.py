@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pyk8s.api.kinds import REGISTRY
@@ -255,6 +255,7 @@ def _requirement(draw) -> tuple[str, str]:
     return key, f"{key}{op}{draw(_value)}"
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_requirement(), max_size=6))
 def test_canonical_label_selectors_round_trip(requirements):
     canonical = ",".join(text for _, text in sorted(requirements, key=lambda r: r[0]))
@@ -263,6 +264,7 @@ def test_canonical_label_selectors_round_trip(requirements):
     assert parse_label_selector(str(parsed)) == parsed
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_requirement(), max_size=6), st.sampled_from(["", " ", "  ", "\t"]))
 def test_whitespace_does_not_change_the_selector(requirements, pad):
     texts = [text for _, text in requirements]
@@ -323,6 +325,7 @@ def test_field_selector_exact_match():
     assert sel.requires_exact_match("metadata.namespace") is None
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.from_regex(r"[a-z][a-zA-Z.]{0,12}", fullmatch=True), st.sampled_from(["=", "!="]),
                           st.text(max_size=8)), max_size=5))
 def test_field_selector_round_trip(terms):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pyk8s.api.structural import CompiledSchema, ListType, go_float, schema_errors
@@ -541,7 +541,7 @@ json_values = st.recursive(json_scalars, lambda children: st.one_of(
                                                     children, max_size=3)), max_leaves=12)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(st.sampled_from(["spec", "status", "metadata", "junk"]), json_values, max_size=4))
 def test_pruning_is_idempotent(obj):
     schema = CompiledSchema(SPEC)
@@ -552,7 +552,7 @@ def test_pruning_is_idempotent(obj):
     assert twice == once
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.fixed_dictionaries({}, optional={
     "replicas": st.one_of(st.none(), st.integers(1, 5)),
     "ports": st.lists(st.fixed_dictionaries({"name": st.sampled_from(["a", "b"])},
@@ -633,7 +633,7 @@ def _schemas(depth: int = 2):
     )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(st.sampled_from(["spec", "status"]), _schemas(), max_size=2), json_values, json_values)
 def test_the_engine_never_crashes(properties, spec, old_spec):
     schema = {"type": "object", "properties": properties}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pyk8s.api import defaults, validation
@@ -1070,7 +1070,7 @@ def test_every_kind_with_rules_is_covered():
         "priority_class", "event", "endpoints", "controller_revision", "replication_controller", "pod_template"}
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_OBJECTS, st.sampled_from(_VALIDATORS))
 def test_validation_never_raises(obj, kind):
     errs = getattr(validation, kind)(obj) + validation.object_meta(obj, True)
@@ -1078,7 +1078,7 @@ def test_validation_never_raises(obj, kind):
     assert all(isinstance(err.message(), str) for err in errs)
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_OBJECTS, _OBJECTS, st.sampled_from(_UPDATE_VALIDATORS))
 def test_update_validation_never_raises(obj, old, kind):
     assert all(isinstance(err, FieldError) for err in getattr(validation, f"{kind}_update")(obj, old))
