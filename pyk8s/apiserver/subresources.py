@@ -12,7 +12,7 @@ from ..api.errors import APIError, FieldError
 from ..api.kinds import Kind
 from ..api.meta import now_rfc3339
 from ..api.selectors import label_selector_to_string
-from .negotiation import JSON_PATCH, MERGE_PATCH, decode_body, media_type, read_body
+from .negotiation import JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, decode_body, media_type, read_body
 from .requestinfo import RequestInfo
 
 if TYPE_CHECKING:
@@ -99,22 +99,21 @@ async def scale(handler: ResourceHandler, request: web.Request, info: RequestInf
     ctype = media_type(request.headers.get("Content-Type"))
     if verb == "update":
         body = decode_body(raw, ctype, "Scale", "autoscaling/v1")
-    elif ctype in (MERGE_PATCH, JSON_PATCH):
+    elif ctype in (MERGE_PATCH, JSON_PATCH, STRATEGIC_PATCH):
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise errors.bad_request(f"error decoding patch: {exc}") from None
     else:
-        raise errors.unsupported_media_type([JSON_PATCH, MERGE_PATCH])
+        raise errors.unsupported_media_type([JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH])
     opts = handler._write_options(request, kind)
-    precondition = ""
 
     def apply(current: dict) -> dict:
-        nonlocal precondition
         current_scale = _scale_of(kind, current)
         if verb == "update":
             new_scale = body
-        elif ctype == MERGE_PATCH:
+        elif ctype in (MERGE_PATCH, STRATEGIC_PATCH):
+            # autoscaling/v1 Scale has no lists, so a strategic merge patch of it merges like a merge patch.
             new_scale = _merge_patch(current_scale, body)
         else:
             import jsonpatch
@@ -125,11 +124,15 @@ async def scale(handler: ResourceHandler, request: web.Request, info: RequestInf
                 raise APIError(422, "Invalid", str(exc)) from None
         _validate_scale(new_scale, info.name)
         requested_rv = (new_scale.get("metadata") or {}).get("resourceVersion", "")
-        if verb == "update" and requested_rv:
-            precondition = requested_rv
+        # A resourceVersion is a precondition only when the request sets one (a PUT's, or a patch that
+        # changes it); otherwise a concurrent write is retried against the fresh object, as upstream.
+        if verb == "patch" and requested_rv == current_scale["metadata"].get("resourceVersion"):
+            requested_rv = ""
         _set_replicas(kind, current, new_scale.get("spec", {}).get("replicas", 0))
-        if verb == "update" and requested_rv:
+        if requested_rv:
             current["metadata"]["resourceVersion"] = requested_rv
+        else:
+            current["metadata"].pop("resourceVersion", None)
         return current
 
     updated, _ = await handler.rest.update(storage, info.namespace, info.name, apply, opts)
@@ -164,6 +167,7 @@ async def binding(handler: ResourceHandler, request: web.Request, info: RequestI
         conditions.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
                            "lastTransitionTime": now_rfc3339()})
         status["conditions"] = conditions
+        current["metadata"].pop("resourceVersion", None)  # no precondition: a concurrent status write is retried
         return current
 
     await handler.rest.update(handler._storage(kind), info.namespace, info.name, bind, opts, "binding")

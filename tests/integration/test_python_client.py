@@ -106,6 +106,10 @@ def test_apps_and_scale_subresource(api_client, namespace: str):
                                                              "value": 4}])
     deployment = apps.read_namespaced_deployment("d", namespace)
     assert deployment.spec.replicas == 4
+    # a dict body goes out as a strategic merge patch, which the Scale subresource accepts as upstream does
+    assert apps.patch_namespaced_deployment_scale("d", namespace, {"spec": {"replicas": 2}}).spec.replicas == 2
+    deployment = apps.read_namespaced_deployment("d", namespace)
+    assert deployment.spec.replicas == 2
     assert deployment.spec.template.spec.containers[0].image_pull_policy == "Always"  # untagged image
     validate_tree(api_client.sanitize_for_serialization(deployment))
 
