@@ -126,9 +126,14 @@ def _parse_capacity(value: str) -> dict[str, str]:
               help="CA bundle published as kube-root-ca.crt (default: the kubeconfig's CA).")
 @click.option("--service-account-private-key-file", type=click.Path(path_type=Path, exists=True), default=None,
               help="Key that signs legacy service-account tokens (without it that controller is off).")
+@click.option("--cluster-signing-cert-file", type=click.Path(path_type=Path, exists=True), default=None,
+              help="CA certificate the CSR signing controller issues kubernetes.io certificates with.")
+@click.option("--cluster-signing-key-file", type=click.Path(path_type=Path, exists=True), default=None,
+              help="The key of --cluster-signing-cert-file.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def controller_manager(kubeconfig: Path, controllers: str, leader_elect: bool, root_ca_file: Path | None,
-                       service_account_private_key_file: Path | None, verbose: bool) -> None:
+                       service_account_private_key_file: Path | None, cluster_signing_cert_file: Path | None,
+                       cluster_signing_key_file: Path | None, verbose: bool) -> None:
     """Run the controllers (leader-elected)."""
     from .controllers.manager import run_controller_manager
 
@@ -136,7 +141,10 @@ def controller_manager(kubeconfig: Path, controllers: str, leader_elect: bool, r
     tune_gc()
     options = {name: str(value) for name, value in (("root_ca_file", root_ca_file),
                                                     ("service_account_private_key_file",
-                                                     service_account_private_key_file)) if value}
+                                                     service_account_private_key_file),
+                                                    ("cluster_signing_cert_file", cluster_signing_cert_file),
+                                                    ("cluster_signing_key_file", cluster_signing_key_file))
+               if value}
     uvloop.run(run_controller_manager(kubeconfig, controllers, leader_elect, options=options))
 
 
@@ -168,18 +176,138 @@ def scheduler(kubeconfig: Path, scheduler_name: str, leader_elect: bool, config_
 @click.option("--simulated", is_flag=True, required=True,
               help="Run simulated nodes (the real container runtime arrives with a later release).")
 @click.option("--nodes", type=int, default=1, show_default=True, help="How many simulated nodes.")
-@click.option("--kubeconfig", type=click.Path(path_type=Path, exists=True), required=True)
+@click.option("--kubeconfig", type=click.Path(path_type=Path, exists=True), default=None,
+              help="Credentials to run the nodes with (instead of joining with --server and --token).")
+@click.option("--server", default=None, help="The apiserver to join, e.g. https://10.0.0.1:6443.")
+@click.option("--token", default=None, envvar="PYK8S_TOKEN",
+              help="Join token (K10<CA hash>::<id>.<secret>, from the server's <data-dir>/token or "
+                   "`pyk8s token create`); also read from $PYK8S_TOKEN.")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="Where a joining agent keeps its CA and kubeconfig (default: <the default data dir>/agent).")
+@click.option("--join-timeout", type=float, default=300, show_default=True,
+              help="Seconds to wait for the node's certificate to be issued.")
 @click.option("--node-capacity", default="cpu=32,memory=256Gi,pods=110", show_default=True)
 @click.option("--name-prefix", default="sim-", show_default=True)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
-def agent(simulated: bool, nodes: int, kubeconfig: Path, node_capacity: str, name_prefix: str,
-          verbose: bool) -> None:
+def agent(simulated: bool, nodes: int, kubeconfig: Path | None, server: str | None, token: str | None,
+          data_dir: Path | None, join_timeout: float, node_capacity: str, name_prefix: str, verbose: bool) -> None:
     """Join nodes to a cluster."""
-    from .kubelet.simulated import run_simulated_agent
+    from .kubelet.simulated import SIMULATED_NODE_NAME, run_simulated_agent
+    from .kubelet.tlsbootstrap import JoinError, join
+    from .server.jointoken import JoinTokenError, parse_join_token
 
     _setup_logging(verbose)
+    if kubeconfig is None and not (server and token):
+        raise click.UsageError("give --kubeconfig, or --server and --token to join")
+    if kubeconfig is not None and (server or token):
+        raise click.UsageError("--kubeconfig and --server/--token are alternatives")
+    capacity = _parse_capacity(node_capacity)
     tune_gc()
-    uvloop.run(run_simulated_agent(kubeconfig, nodes, _parse_capacity(node_capacity), name_prefix))
+
+    async def run() -> None:
+        path = kubeconfig
+        if path is None:
+            try:
+                join_token = parse_join_token(token or "")
+            except JoinTokenError as exc:
+                raise click.BadParameter(str(exc), param_hint="--token") from None
+            try:
+                path = await join(server or "", join_token, SIMULATED_NODE_NAME,
+                                  data_dir or default_data_dir() / "agent", timeout=join_timeout)
+            except JoinError as exc:
+                raise click.ClickException(str(exc)) from None
+        await run_simulated_agent(path, nodes, capacity, name_prefix)
+
+    uvloop.run(run())
+
+
+@main.group()
+def token() -> None:
+    """Manage bootstrap tokens that let agents join (kube-system Secrets, through the API)."""
+
+
+def _admin_client(data_dir: Path | None):
+    from .client import APIClient, ClientConfig
+
+    kubeconfig = (data_dir or default_data_dir()) / "kubeconfig.yaml"
+    if not kubeconfig.exists():
+        raise click.ClickException(f"no admin kubeconfig at {kubeconfig}: is --data-dir the server's data dir?")
+    return APIClient(ClientConfig.from_kubeconfig(kubeconfig))
+
+
+_DATA_DIR_OPTION = click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+                                help="The server's data dir (its admin kubeconfig and CA).")
+
+
+@token.command("create")
+@_DATA_DIR_OPTION
+@click.option("--ttl", default="24h", show_default=True, help='How long the token is valid ("0": forever).')
+@click.option("--description", default="", help="A note kept with the token.")
+def token_create(data_dir: Path | None, ttl: str, description: str) -> None:
+    """Create a bootstrap token and print its join token."""
+    from .server.jointoken import JoinToken, JoinTokenError, ca_hash, create_token, parse_ttl
+
+    try:
+        lifetime = parse_ttl(ttl)
+    except JoinTokenError as exc:
+        raise click.BadParameter(str(exc), param_hint="--ttl") from None
+    ca_pem = ((data_dir or default_data_dir()) / "tls" / "ca.crt").read_bytes()
+
+    async def run() -> str:
+        async with _admin_client(data_dir) as client:
+            return await create_token(client, lifetime, description)
+
+    click.echo(str(JoinToken(ca_hash(ca_pem), uvloop.run(run()))))
+
+
+@token.command("list")
+@_DATA_DIR_OPTION
+def token_list(data_dir: Path | None) -> None:
+    """List bootstrap tokens (ids only: secrets are never shown again)."""
+    import datetime
+
+    from .server.jointoken import format_ttl, list_tokens
+
+    async def run():
+        async with _admin_client(data_dir) as client:
+            return await list_tokens(client)
+
+    now = datetime.datetime.now(datetime.UTC)
+    rows = [("TOKEN ID", "TTL", "EXPIRES", "USAGES", "DESCRIPTION")]
+    for info in uvloop.run(run()):
+        rows.append((info.token_id, format_ttl(info.expiration, now),
+                     info.expiration.strftime("%Y-%m-%dT%H:%M:%SZ") if info.expiration else "<never>",
+                     ",".join(info.usages) or "<none>", info.description or "<none>"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+@token.command("delete")
+@_DATA_DIR_OPTION
+@click.argument("token_ids", nargs=-1, required=True)
+def token_delete(data_dir: Path | None, token_ids: tuple[str, ...]) -> None:
+    """Delete bootstrap tokens by id (or whole token): agents can no longer join with them."""
+    from .client import APIStatusError, is_not_found
+    from .server.jointoken import JoinTokenError, delete_token, token_id_of
+
+    try:
+        ids = [token_id_of(text) for text in token_ids]
+    except JoinTokenError as exc:
+        raise click.BadParameter(str(exc), param_hint="TOKEN_IDS") from None
+
+    async def run() -> None:
+        async with _admin_client(data_dir) as client:
+            for token_id in ids:
+                try:
+                    await delete_token(client, token_id)
+                except APIStatusError as exc:
+                    if is_not_found(exc):
+                        raise click.ClickException(f'bootstrap token "{token_id}" not found') from None
+                    raise
+                click.echo(f'bootstrap token "{token_id}" deleted')
+
+    uvloop.run(run())
 
 
 @main.group()

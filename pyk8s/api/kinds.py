@@ -191,6 +191,9 @@ KINDS: tuple[Kind, ...] = (
     _k("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices"),
     # coordination.k8s.io/v1
     _k("coordination.k8s.io", "v1", "Lease", "leases"),
+    # certificates.k8s.io/v1
+    _k("certificates.k8s.io", "v1", "CertificateSigningRequest", "certificatesigningrequests", namespaced=False,
+       short_names=("csr",), subresources=(STATUS, Subresource("approval", ""))),
     # scheduling.k8s.io/v1
     _k("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", namespaced=False, short_names=("pc",)),
     # apiextensions.k8s.io/v1

@@ -1896,6 +1896,30 @@ priority_class = Printer(
 )
 
 
+def _certificate_signing_request_cells(obj: dict, now: datetime) -> list:
+    from .certificates import condition_summary
+
+    expiration = _get(obj, "spec", "expirationSeconds")
+    requested = human_duration(expiration) if isinstance(expiration, int) else "<none>"
+    return [_name(obj), _created(obj, now), _str(obj, "spec", "signerName"), _str(obj, "spec", "username"),
+            requested, condition_summary(obj)]
+
+
+# Upstream describes these columns with the certificates.k8s.io/v1beta1 field docs (abridged here).
+certificate_signing_request = Printer(
+    (
+        _NAME,
+        _AGE,
+        _col("SignerName", "Requested signer for the request. It is a qualified name in the form: "
+                           "`scope-hostname.io/name`."),
+        _col("Requestor", "Base64-encoded PKCS#10 CSR data"),
+        _col("RequestedDuration", "expirationSeconds is the requested duration of validity of the issued "
+                                  "certificate."),
+        _col("Condition", "Conditions applied to the request, such as approval or denial."),
+    ),
+    _certificate_signing_request_cells,
+)
+
 def _webhook_configuration_cells(obj: dict, now: datetime) -> list:
     return [_name(obj), len(_list(obj, "webhooks")), _created(obj, now)]
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from itertools import takewhile
 from typing import Any
 
-from . import admissionregistration
+from . import admissionregistration, certificates
 from .errors import FieldError, duplicate, forbidden, invalid, not_supported, required
 from .gofmt import quote
 from .quantity import Quantity, QuantityError
@@ -2851,3 +2851,11 @@ def validating_admission_policy(obj: dict) -> list[FieldError]:
 
 def validating_admission_policy_binding(obj: dict) -> list[FieldError]:
     return admissionregistration.validate_binding(obj)
+
+
+def certificate_signing_request(obj: dict) -> list[FieldError]:
+    return certificates.certificate_signing_request(obj)
+
+
+def certificate_signing_request_update(obj: dict, old: dict) -> list[FieldError]:
+    return certificates.certificate_signing_request_update(obj, old)

@@ -86,7 +86,8 @@ class APIServer:
         self.allocator = ServiceAllocator(config.service_cidr, config.node_port_range)
         self.authorizer = RBACAuthorizer(self.cache)
         self.rest = REST(store, self.cache, {"Service": self.allocator, **escalation_hooks(self.authorizer)})
-        self.rest.admission = build_chain(config.admission, ClusterState(self.cache), self._write_quota_status)
+        self.rest.admission = build_chain(config.admission, ClusterState(self.cache), self._write_quota_status,
+                                          self.authorizer.authorize)
         self.resources = ResourceHandler(self.rest)
         # Without a persisted key (embedded test servers) tokens live as long as this process.
         self.token_signer = TokenSigner(service_account_key or ec.generate_private_key(ec.SECP256R1()),

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from ..api import crd, errors, managed_fields
+from ..api import certificates, crd, errors, managed_fields
 from ..api.errors import APIError
 from ..api.kinds import Kind
 from ..api.meta import metadata, now_rfc3339
@@ -254,6 +254,8 @@ class REST:
         requested_name = meta.get("name", "")  # admission sees "" when the name is generated, as upstream
         rules = _strategy_kind(kind, opts)
         strategy.prepare_for_create(rules, obj, namespace)
+        if kind.kind == "CertificateSigningRequest":
+            certificates.set_requestor(obj, opts.user)
         strategy.apply_defaults(rules, obj)
         if not opts.applying:
             # Before admission, as upstream: fields admission adds belong to no manager.
@@ -372,6 +374,10 @@ class REST:
         raise errors.conflict(kind.plural, kind.group, name, "too many concurrent updates, please retry")
 
     def _prepare_update(self, kind: Kind, new: dict, old: dict, subresource: str) -> dict:
+        if kind.kind == "CertificateSigningRequest" and subresource == "status":
+            return certificates.prepare_for_status_update(new, old)
+        if subresource == "approval":
+            return certificates.prepare_for_approval_update(new, old)
         if subresource == "status":
             return strategy.prepare_for_status_update(kind, new, old)
         if subresource == "finalize":

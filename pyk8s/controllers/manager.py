@@ -28,6 +28,7 @@ from typing import Protocol
 
 from ..client import APIClient, ClientConfig, EventRecorder, LeaderElector, SharedInformerFactory
 from ..client.workqueue import REAL_CLOCK, Clock
+from .certificates import CSRApprovingController, CSRSigningController
 from .clusterroleaggregation import ClusterRoleAggregationController
 from .cronjob import CronJobController
 from .daemonset import DaemonSetController
@@ -84,6 +85,10 @@ class ControllerSpec:
 
 
 CONTROLLERS: dict[str, ControllerSpec] = {spec.name: spec for spec in (
+    ControllerSpec("certificatesigningrequest-approving-controller", CSRApprovingController.from_context,
+                   aliases=("csrapproving", "csrapproving-controller")),
+    ControllerSpec("certificatesigningrequest-signing-controller", CSRSigningController.from_context,
+                   aliases=("csrsigning", "csrsigning-controller")),
     ControllerSpec("clusterrole-aggregation-controller", ClusterRoleAggregationController.from_context,
                    aliases=("clusterrole-aggregation",)),
     ControllerSpec("disruption-controller", DisruptionController.from_context, aliases=("disruption",)),

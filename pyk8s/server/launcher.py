@@ -23,9 +23,12 @@ from ..apiserver.admission import AdmissionConfig
 from ..apiserver.app import APIServer, APIServerConfig
 from ..apiserver.audit import auditor_from_flags
 from ..apiserver.authn import Authenticator
+from ..client import APIClient, ClientConfig
+from ..kubelet.simulated import SIMULATED_NODE_NAME
 from ..store.base import Store
 from ..store.encryption import DecryptionError, EncryptingStore, load_encryption_config
 from ..store.sqlite import SQLiteStore
+from .jointoken import ensure_server_token, publish_cluster_info
 from .kubeconfig import load_token_file, write_kubeconfig
 from .pki import PKI, ensure_pki, server_ssl_context
 from .supervisor import Supervisor
@@ -109,6 +112,8 @@ def _components(opts: ServerOptions, pki: PKI, server_url: str) -> Supervisor:
         supervisor.add("controller-manager", [*cli, "controller-manager", "--kubeconfig", str(kubeconfig),
                                               "--controllers", opts.controllers, "--root-ca-file", str(pki.ca_cert),
                                               "--service-account-private-key-file", str(pki.service_account_key),
+                                              "--cluster-signing-cert-file", str(pki.ca_cert),
+                                              "--cluster-signing-key-file", str(pki.ca_key),
                                               *verbose],
                        log_path=logs / "controller-manager.log")
     if not opts.disable_scheduler:
@@ -118,8 +123,8 @@ def _components(opts: ServerOptions, pki: PKI, server_url: str) -> Supervisor:
     if opts.simulated_nodes:
         # Simulated nodes share one identity in the system:nodes group (per-node certificates arrive with the
         # node authorizer).
-        kubeconfig = _component_kubeconfig(opts, pki, server_url, "simulated-nodes", "system:node:simulated",
-                                           ["system:nodes"])
+        kubeconfig = _component_kubeconfig(opts, pki, server_url, "simulated-nodes",
+                                           f"system:node:{SIMULATED_NODE_NAME}", ["system:nodes"])
         capacity = ",".join(f"{k}={v}" for k, v in opts.simulated_node_capacity.items())
         supervisor.add("simulated-nodes", [*cli, "agent", "--simulated", "--nodes", str(opts.simulated_nodes),
                                            "--kubeconfig", str(kubeconfig), *(["--node-capacity", capacity]
@@ -128,6 +133,22 @@ def _components(opts: ServerOptions, pki: PKI, server_url: str) -> Supervisor:
     elif not opts.disable_agent:
         log.info("no local node yet: the real node agent arrives with a later release (use --simulated-nodes N)")
     return supervisor
+
+
+def _host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
+
+
+async def _prepare_join(data_dir: Path, admin_kubeconfig: Path, server_url: str, ca_pem: bytes) -> None:
+    """Publish kube-public/cluster-info and keep a join token in `<data-dir>/token` for `pyk8s agent`."""
+    async with APIClient(ClientConfig.from_kubeconfig(admin_kubeconfig)) as client:
+        await publish_cluster_info(client, server_url, ca_pem)
+        token = await ensure_server_token(client, data_dir / "token", ca_pem)
+    # The token is a credential: it goes to an interactive terminal, never into a log.
+    log.info("join token written to %s: pyk8s agent --server %s --token \"$(cat %s)\"", data_dir / "token",
+             server_url, data_dir / "token")
+    if sys.stdout.isatty():
+        print(f"join token: {token}", flush=True)  # noqa: T201 - the command's own output
 
 
 async def run_server(opts: ServerOptions, *, ready: asyncio.Event | None = None,
@@ -176,6 +197,7 @@ async def run_server(opts: ServerOptions, *, ready: asyncio.Event | None = None,
         kubeconfig = data_dir / "kubeconfig.yaml"
         write_kubeconfig(kubeconfig, f"https://{local}:{server.port}", pki.ca_cert.read_bytes(),
                          pki.admin_cert.read_bytes(), pki.admin_key.read_bytes())
+        await _prepare_join(data_dir, kubeconfig, f"https://{_host(advertise)}:{server.port}", pki.ca_pem())
         supervisor = _components(opts, pki, f"https://{local}:{server.port}")
         await supervisor.start()
         log.info("cluster ready: kubeconfig written to %s (apiserver https://%s:%d)", kubeconfig, local,

@@ -22,7 +22,8 @@ DEFAULTS = {"clusterrole-aggregation-controller", "disruption-controller", "garb
             "resourcequota-controller", "root-ca-certificate-publisher-controller", "serviceaccount-controller",
             "serviceaccount-token-controller", "replicaset-controller", "replicationcontroller-controller",
             "deployment-controller", "daemonset-controller", "statefulset-controller", "job-controller",
-            "cronjob-controller", "ttl-after-finished-controller"}
+            "cronjob-controller", "ttl-after-finished-controller", "certificatesigningrequest-approving-controller",
+            "certificatesigningrequest-signing-controller"}
 GC = "garbage-collector-controller"
 
 

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..authz.attributes import Decision
+from .certificates import Authorize, CertificateApproval, CertificateSigning, CertificateSubjectRestriction
 from .default_ingress_class import DefaultIngressClass
 from .default_storage_class import DefaultStorageClass
 from .default_toleration_seconds import DefaultTolerationSeconds
@@ -32,7 +34,8 @@ log = logging.getLogger("pyk8s.apiserver.admission")
 
 ORDERED_PLUGINS: tuple[str, ...] = (
     "NamespaceLifecycle", "LimitRanger", "ServiceAccount", "PodSecurity", "Priority", "DefaultTolerationSeconds",
-    "DefaultStorageClass", "StorageObjectInUseProtection", "DefaultIngressClass", "MutatingAdmissionWebhook",
+    "DefaultStorageClass", "StorageObjectInUseProtection", "CertificateApproval", "CertificateSigning",
+    "CertificateSubjectRestriction", "DefaultIngressClass", "MutatingAdmissionWebhook",
     "ValidatingAdmissionPolicy", "ValidatingAdmissionWebhook", "ResourceQuota")
 # Off unless enabled: nothing here removes the protection finalizers yet (upstream's pvc-protection
 # and pv-protection controllers), so protected claims and volumes could never be deleted.
@@ -63,6 +66,10 @@ class AdmissionConfig:
                 and (name not in DEFAULT_OFF or name in self.enable_plugins)]
 
 
+def _deny_all(_attrs: object) -> Decision:
+    return Decision(False, "no authorizer")
+
+
 class AdmissionChain:
     def __init__(self, plugins: list[AdmissionPlugin], webhook_client: WebhookClient | None = None):
         self.plugins = plugins
@@ -89,8 +96,12 @@ class AdmissionChain:
             await self.webhook_client.close()
 
 
-def build_chain(config: AdmissionConfig, state: ClusterState, write_quota_status: QuotaStatusWriter) -> AdmissionChain:
+def build_chain(config: AdmissionConfig, state: ClusterState, write_quota_status: QuotaStatusWriter,
+                authorize: Authorize | None = None) -> AdmissionChain:
+    """`authorize` is the apiserver's authorizer, for the plugins that check extra verbs (the certificate
+    ones); without it they allow only the apiserver's own writes."""
     webhook_client = WebhookClient(state)
+    authorize = authorize or _deny_all
     factories: dict[str, Callable[[], AdmissionPlugin]] = {
         "NamespaceLifecycle": lambda: NamespaceLifecycle(state),
         "LimitRanger": lambda: LimitRanger(state),
@@ -100,6 +111,9 @@ def build_chain(config: AdmissionConfig, state: ClusterState, write_quota_status
         "DefaultTolerationSeconds": DefaultTolerationSeconds,
         "DefaultStorageClass": lambda: DefaultStorageClass(state),
         "StorageObjectInUseProtection": StorageObjectInUseProtection,
+        "CertificateApproval": lambda: CertificateApproval(authorize),
+        "CertificateSigning": lambda: CertificateSigning(authorize),
+        "CertificateSubjectRestriction": CertificateSubjectRestriction,
         "DefaultIngressClass": lambda: DefaultIngressClass(state),
         "MutatingAdmissionWebhook": lambda: MutatingAdmissionWebhook(state, webhook_client),
         "ValidatingAdmissionPolicy": lambda: ValidatingAdmissionPolicy(state),

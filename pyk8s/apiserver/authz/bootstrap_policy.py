@@ -26,6 +26,8 @@ AGGREGATE_TO_VIEW = f"{RBAC_GROUP}/aggregate-to-view"
 CONTROLLER_ROLE_PREFIX = "system:controller:"
 KUBE_CONTROLLER_MANAGER = "system:kube-controller-manager"
 KUBE_SCHEDULER = "system:kube-scheduler"
+BOOTSTRAPPERS = "system:bootstrappers"
+CLUSTER_INFO_ROLE = "pyk8s:bootstrap-signer-clusterinfo"
 
 READ = ("get", "list", "watch")
 WRITE = ("create", "update", "patch", "delete", "deletecollection")
@@ -319,6 +321,13 @@ def cluster_role_bindings() -> list[dict]:
         # rights); until pyk8s has a node authorizer the system:nodes group gets the role here.
         cluster_role_binding("system:node", [group("system:nodes")]),
         cluster_role_binding("system:service-account-issuer-discovery", [group("system:serviceaccounts")]),
+        # pyk8s's join (what kubeadm binds for its bootstrap tokens, for every bootstrap token here): a bootstrap
+        # token may request a kubelet client certificate and have it approved; a node may renew its own.
+        cluster_role_binding("pyk8s:kubelet-bootstrap", [group(BOOTSTRAPPERS)], role="system:node-bootstrapper"),
+        cluster_role_binding("pyk8s:node-autoapprove-bootstrap", [group(BOOTSTRAPPERS)],
+                             role="system:certificates.k8s.io:certificatesigningrequests:nodeclient"),
+        cluster_role_binding("pyk8s:node-autoapprove-certificate-rotation", [group("system:nodes")],
+                             role="system:certificates.k8s.io:certificatesigningrequests:selfnodeclient"),
     ]
 
 
@@ -327,6 +336,18 @@ def cluster_role_bindings() -> list[dict]:
 def controller_roles() -> dict[str, list[dict]]:
     """Controller name (its service account in kube-system) -> the rules of system:controller:<name>."""
     return {
+        "certificate-controller": [
+            rule(("get", "list", "watch", "delete"), (CERTIFICATES,), ("certificatesigningrequests",)),
+            rule(("update",), (CERTIFICATES,), ("certificatesigningrequests/status",
+                                                "certificatesigningrequests/approval")),
+            rule(("approve",), (CERTIFICATES,), ("signers",), ("kubernetes.io/kube-apiserver-client-kubelet",)),
+            rule(("sign",), (CERTIFICATES,), ("signers",), ("kubernetes.io/legacy-unknown",
+                                                            "kubernetes.io/kube-apiserver-client",
+                                                            "kubernetes.io/kube-apiserver-client-kubelet",
+                                                            "kubernetes.io/kubelet-serving")),
+            rule(("create",), (AUTHZ,), ("subjectaccessreviews",)),
+            events_rule(),
+        ],
         "clusterrole-aggregation-controller": [
             rule(("escalate", "get", "list", "patch", "update", "watch"), (RBAC_GROUP,), ("clusterroles",)),
         ],
@@ -479,6 +500,10 @@ def namespaced_roles() -> list[dict]:
             rule(("delete", "get", "list", "watch"), (CORE,), ("secrets",)),
             events_rule(),
         ]),
+        # pyk8s's join (kubeadm's bootstrap-signer-clusterinfo): anyone may read the cluster's CA and address;
+        # a joining agent trusts them only once they match the CA hash in its join token.
+        namespaced_role("kube-public", CLUSTER_INFO_ROLE, [rule(("get",), (CORE,), ("configmaps",),
+                                                                ("cluster-info",))]),
         namespaced_role("kube-public", "system:controller:bootstrap-signer", [
             rule(READ, (CORE,), ("configmaps",)),
             rule(("update",), (CORE,), ("configmaps",), ("cluster-info",)),
@@ -504,6 +529,7 @@ def namespaced_role_bindings() -> list[dict]:
                      [service_account("kube-system", "token-cleaner")]),
         role_binding("kube-public", "system:controller:bootstrap-signer",
                      [service_account("kube-system", "bootstrap-signer")]),
+        role_binding("kube-public", CLUSTER_INFO_ROLE, [user("system:anonymous")]),
     ]
 
 
