@@ -85,10 +85,16 @@ def test_bootstrap_expiration():
     assert bootstrap("abcdef.0123456789abcdef") is None  # no secret at all
 
 
+class _TLSConnection:
+    pass
+
+
 class FakeRequest:
     def __init__(self, headers: dict | None = None, peercert: dict | None = None):
         self.headers = CIMultiDict(headers or {})
-        self.transport = SimpleNamespace(get_extra_info=lambda name: peercert if name == "peercert" else None)
+        connection = _TLSConnection()  # the per-connection object the authenticator caches the user on
+        self.transport = SimpleNamespace(get_extra_info=lambda name: {"peercert": peercert,
+                                                                      "ssl_object": connection}.get(name))
 
 
 class Fixed:
@@ -149,3 +155,17 @@ def test_static_tokens_only_serve_api_audiences():
     assert asyncio.run(bootstrap_auth.authenticate_token("abcdef.0123456789abcdef", API)).audiences == API
     with pytest.raises(Unauthenticated):
         asyncio.run(bootstrap_auth.authenticate_token("abcdef.0123456789abcdef", ["vault"]))
+
+
+def test_certificate_user_is_worked_out_once_per_connection():
+    auth = Authenticator()
+    parsed = []
+    certificate_user = auth._certificate_user
+    auth._certificate_user = lambda cert: parsed.append(cert) or certificate_user(cert)
+    cert = {"subject": ((("organizationName", "ops"),), (("commonName", "carol"),))}
+    request = FakeRequest(peercert=cert)  # keep-alive: several requests on one TLS connection
+    users = [asyncio.run(auth.authenticate(request)) for _ in range(3)]
+    assert users == [UserInfo("carol", groups=("ops", "system:authenticated"))] * 3
+    assert len(parsed) == 1
+    assert asyncio.run(auth.authenticate(FakeRequest(peercert=cert))).name == "carol"  # a new connection
+    assert len(parsed) == 2

@@ -9,6 +9,7 @@ credentials nobody accepts are a 401. Every authenticated user gets `system:auth
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -73,6 +74,9 @@ def with_authenticated_group(user: UserInfo) -> UserInfo:
     return UserInfo(user.name, user.uid, (*user.groups, ALL_AUTHENTICATED), user.extra)
 
 
+_UNKNOWN = object()
+
+
 class Authenticator:
     """x509 first, then bearer tokens; no credentials at all means the anonymous user."""
 
@@ -83,6 +87,7 @@ class Authenticator:
         from .x509 import certificate_user
 
         self._certificate_user = certificate_user
+        self._certificate_users: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         # Audiences a token must be meant for when the caller names none (upstream's --api-audiences).
         self.api_audiences: tuple[str, ...] = tuple(api_audiences)
         # (authenticator, audience_aware): tokens that carry no audience are only good for the API audiences.
@@ -90,14 +95,27 @@ class Authenticator:
         if tokens:
             self.add_token_authenticator(StaticTokenAuthenticator(tokens), audience_aware=False)
 
+    def _connection_user(self, transport) -> UserInfo | None:
+        """The client certificate's user, worked out once per TLS connection: a connection's
+        certificate cannot change (TLS 1.3 has no renegotiation), and keep-alive clients send many requests."""
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is None:
+            return None
+        cached = self._certificate_users.get(ssl_object, _UNKNOWN)
+        if cached is _UNKNOWN:
+            user = self._certificate_user(transport.get_extra_info("peercert"))
+            cached = with_authenticated_group(user) if user is not None else None
+            self._certificate_users[ssl_object] = cached
+        return cached
+
     def add_token_authenticator(self, authenticator: TokenAuthenticator, *, audience_aware: bool = True) -> None:
         self.token_authenticators.append((authenticator, audience_aware))
 
     async def authenticate(self, request: web.Request) -> UserInfo:
         transport = request.transport
-        user = self._certificate_user(transport.get_extra_info("peercert") if transport is not None else None)
+        user = self._connection_user(transport) if transport is not None else None
         if user is not None:
-            return with_authenticated_group(user)
+            return user
         scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
         token = credential.strip()
         # Like upstream's bearer authenticator, other schemes and empty tokens are no credential at all.

@@ -18,6 +18,7 @@ USER_HEADER = "Impersonate-User"
 UID_HEADER = "Impersonate-Uid"
 GROUP_HEADER = "Impersonate-Group"
 EXTRA_PREFIX = "impersonate-extra-"
+_HEADERS = frozenset(h.lower() for h in (USER_HEADER, UID_HEADER, GROUP_HEADER))
 AUTHENTICATION_GROUP = "authentication.k8s.io"
 
 
@@ -53,8 +54,13 @@ def requested(headers) -> tuple[str, str, list[str], dict[str, list[str]]]:
 
 
 def wants_impersonation(headers) -> bool:
-    return (USER_HEADER in headers or UID_HEADER in headers or GROUP_HEADER in headers
-            or any(h.lower().startswith(EXTRA_PREFIX) for h in headers))
+    # On every request: look at each header's first letter before lower-casing anything.
+    for name in headers.keys():
+        if name[:1] in "iI":
+            lower = name.lower()
+            if lower in _HEADERS or lower.startswith(EXTRA_PREFIX):
+                return True
+    return False
 
 
 def impersonation_requests(user: str, uid: str, groups: list[str],
