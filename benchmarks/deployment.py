@@ -34,7 +34,7 @@ import uvloop
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness import Server, emit  # noqa: E402
+from harness import PeakRss, Server, emit  # noqa: E402
 from simulated_nodes import CpuMeter, client_for, wait_nodes_ready  # noqa: E402
 
 from pyk8s.client import APIClient, ClientConfig  # noqa: E402
@@ -58,29 +58,6 @@ def all_available(d: dict) -> bool:
     return (status.get("observedGeneration", 0) >= d["metadata"]["generation"]
             and status.get("updatedReplicas") == replicas and status.get("replicas") == replicas
             and status.get("availableReplicas") == replicas)
-
-
-class Sampler:
-    """Peak RSS of one process, sampled every 0.25 s."""
-
-    def __init__(self, pid: int):
-        self.proc = psutil.Process(pid)
-        self.peak = 0
-        self.task: asyncio.Task | None = None
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                self.peak = max(self.peak, self.proc.memory_info().rss)
-            except psutil.NoSuchProcess:
-                return
-            await asyncio.sleep(0.25)
-
-    def start(self) -> None:
-        self.task = asyncio.create_task(self._run())
-
-    def peak_mb(self) -> float:
-        return round(self.peak / 2**20, 1)
 
 
 def runqueue_wait(proc: psutil.Process) -> float:
@@ -154,7 +131,7 @@ async def bench(args: argparse.Namespace) -> None:
                 await asyncio.sleep(2)  # the controller-manager's informers sync
                 meters = {"controller_manager": CpuMeter(manager.pid), "scheduler": CpuMeter(scheduler.pid),
                           "apiserver": CpuMeter(server.proc.pid), "simulated_nodes": CpuMeter(agent.pid)}
-                rss = Sampler(manager.pid)
+                rss = PeakRss(manager.pid)
                 rss.start()
                 common = {"replicas": args.replicas, "nodes": args.nodes, "controller_manager_qps": args.qps}
 
@@ -168,7 +145,7 @@ async def bench(args: argparse.Namespace) -> None:
                         {"name": "web", "image": "nginx:1.28"}]}}}}, NAMESPACE, patch_type="strategic")
 
                 await phase("deployment.rolling_update", client, roll, meters, args.timeout * 2, **common)
-                emit(bench="deployment.controller_manager_memory", peak_rss_mb=rss.peak_mb(),
+                emit(bench="deployment.controller_manager_memory", peak_rss_mb=rss.stop(),
                      rss_now_mb=round(psutil.Process(manager.pid).memory_info().rss / 2**20, 1))
         finally:
             for proc in children:

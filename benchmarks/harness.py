@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -75,3 +76,28 @@ class Server:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=30)
+
+
+class PeakRss:
+    """Samples a process's RSS every 0.25 s and keeps the maximum (`stop()` returns it in MiB)."""
+
+    def __init__(self, pid: int):
+        self.proc = psutil.Process(pid)
+        self.peak = 0
+        self.task: asyncio.Task | None = None
+
+    async def _sample(self) -> None:
+        while True:
+            try:
+                self.peak = max(self.peak, self.proc.memory_info().rss)
+            except psutil.NoSuchProcess:
+                return
+            await asyncio.sleep(0.25)
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._sample())
+
+    def stop(self) -> float:
+        if self.task is not None:
+            self.task.cancel()
+        return round(self.peak / 2**20, 1)

@@ -26,13 +26,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
 import uvloop
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness import Server, emit  # noqa: E402
+from harness import PeakRss, Server, emit  # noqa: E402
 from simulated_nodes import CpuMeter, client_for, wait_nodes_ready  # noqa: E402
 
 from pyk8s.client import APIClient, ClientConfig  # noqa: E402
@@ -52,31 +51,6 @@ def job(i: int, run_seconds: float) -> dict:
 def is_complete(obj: dict) -> bool:
     return any(c.get("type") == "Complete" and c.get("status") == "True"
                for c in (obj.get("status") or {}).get("conditions") or ())
-
-
-class PeakRss:
-    """Samples a process's RSS every 0.25 s and keeps the maximum."""
-
-    def __init__(self, pid: int):
-        self.proc = psutil.Process(pid)
-        self.peak = 0
-        self.task: asyncio.Task | None = None
-
-    async def _sample(self) -> None:
-        while True:
-            try:
-                self.peak = max(self.peak, self.proc.memory_info().rss)
-            except psutil.NoSuchProcess:
-                return
-            await asyncio.sleep(0.25)
-
-    def start(self) -> None:
-        self.task = asyncio.create_task(self._sample())
-
-    def stop(self) -> float:
-        if self.task is not None:
-            self.task.cancel()
-        return round(self.peak / 2**20, 1)
 
 
 async def run_jobs(client: APIClient, count: int, run_seconds: float, concurrency: int = 50) -> float:
