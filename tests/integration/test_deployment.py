@@ -250,3 +250,44 @@ def test_python_client_scale_subresource_races_are_retried(workload_cluster: Clu
         eventually(lambda: (d := apps.read_namespaced_deployment("race", ns)).status.observed_generation
                    == d.metadata.generation and d.status.updated_replicas == 5 and d.status.replicas == 5,
                    timeout=60)
+
+
+def test_node_lost_mid_rollout(workload_cluster: Cluster):
+    """A node stops heartbeating in the middle of a rolling update: its pods are evicted and replaced on the
+    remaining nodes, and the rollout completes with every replica available on a live node."""
+    c = workload_cluster
+    ns = make_namespace(c, "deploy-node-lost")
+    spec = deployment("spread", 9, strategy={"type": "RollingUpdate",
+                                             "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}})
+    # Evicted as soon as the node is unreachable (admission would otherwise give the pods 300 s).
+    spec["spec"]["template"]["spec"]["tolerations"] = [
+        {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 0}]
+    apply(c, ns, spec)
+    assert rollout_status(c, ns, "deployment/spread", timeout=120).returncode == 0
+    pods = live_pods(c, ns, "app=spread")
+    lost = pods[0]["spec"]["nodeName"]
+    c.kubectl("set", "image", "deployment/spread", "web=nginx:1.28", "-n", ns)
+    eventually(lambda: len(owned_replica_sets(c, ns, "spread")) == 2)
+    c.kubectl("annotate", "node", lost, "sim.pyk8s.io/heartbeat=stopped")
+    try:
+        def rolled_out_on_live_nodes() -> bool:
+            d = get(c, ns, "deployment", "spread")
+            status = d["status"]
+            current = live_pods(c, ns, "app=spread")
+            return (status.get("observedGeneration") == d["metadata"]["generation"]
+                    and status.get("updatedReplicas") == 9 and status.get("availableReplicas") == 9
+                    and status.get("replicas") == 9 and len(current) == 9
+                    and all(p["spec"]["nodeName"] != lost for p in current)
+                    and all(p["spec"]["containers"][0]["image"] == "nginx:1.28" for p in current))
+
+        # The node lifecycle controller needs the 40 s grace period to call the node unreachable.
+        eventually(rolled_out_on_live_nodes, timeout=180, interval=1)
+        assert rollout_status(c, ns, "deployment/spread", timeout=60).returncode == 0
+        d = get(c, ns, "deployment", "spread")
+        assert condition(d, "Available")["status"] == "True"
+        assert condition(d, "Progressing")["reason"] == "NewReplicaSetAvailable"
+    finally:
+        c.kubectl("annotate", "node", lost, "sim.pyk8s.io/heartbeat-")
+    # Back alive, the node's kubelet finishes the evicted pods' deletions.
+    eventually(lambda: all(p["spec"]["nodeName"] != lost for p in get(c, ns, "pods")["items"]), timeout=120,
+               interval=1)
