@@ -13,6 +13,7 @@ import click
 import uvloop
 
 from .apiserver.admission import AdmissionConfig
+from .client.config import DEFAULT_BURST, DEFAULT_QPS
 from .server.launcher import ServerOptions, default_data_dir, run_server
 
 
@@ -130,10 +131,19 @@ def _parse_capacity(value: str) -> dict[str, str]:
               help="CA certificate the CSR signing controller issues kubernetes.io certificates with.")
 @click.option("--cluster-signing-key-file", type=click.Path(path_type=Path, exists=True), default=None,
               help="The key of --cluster-signing-cert-file.")
+@click.option("--kube-api-qps", type=float, default=DEFAULT_QPS, show_default=True,
+              help="Each controller's client-side request rate limit (0 or less: none).")
+@click.option("--kube-api-burst", type=click.IntRange(min=1), default=DEFAULT_BURST, show_default=True,
+              help="Requests a controller's client may send in a burst above --kube-api-qps.")
+@click.option("--concurrent-deployment-syncs", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Deployments synced at once.")
+@click.option("--concurrent-job-syncs", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Jobs synced at once.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def controller_manager(kubeconfig: Path, controllers: str, leader_elect: bool, root_ca_file: Path | None,
                        service_account_private_key_file: Path | None, cluster_signing_cert_file: Path | None,
-                       cluster_signing_key_file: Path | None, verbose: bool) -> None:
+                       cluster_signing_key_file: Path | None, kube_api_qps: float, kube_api_burst: int,
+                       concurrent_deployment_syncs: int, concurrent_job_syncs: int, verbose: bool) -> None:
     """Run the controllers (leader-elected)."""
     from .controllers.manager import run_controller_manager
 
@@ -145,7 +155,9 @@ def controller_manager(kubeconfig: Path, controllers: str, leader_elect: bool, r
                                                     ("cluster_signing_cert_file", cluster_signing_cert_file),
                                                     ("cluster_signing_key_file", cluster_signing_key_file))
                if value}
-    uvloop.run(run_controller_manager(kubeconfig, controllers, leader_elect, options=options))
+    options.update(concurrent_deployment_syncs=concurrent_deployment_syncs, concurrent_job_syncs=concurrent_job_syncs)
+    uvloop.run(run_controller_manager(kubeconfig, controllers, leader_elect, options=options, qps=kube_api_qps,
+                                      burst=kube_api_burst))
 
 
 @main.command()

@@ -81,7 +81,8 @@ class DeploymentController:
 
     @classmethod
     def from_context(cls, ctx) -> DeploymentController:
-        return cls(ctx.client, ctx.factory, ctx.recorder, clock=ctx.clock)
+        workers = int((ctx.options or {}).get("concurrent_deployment_syncs", DEFAULT_WORKERS))
+        return cls(ctx.client, ctx.factory, ctx.recorder, clock=ctx.clock, workers=workers)
 
     async def run(self) -> None:
         await self.controller.run()

@@ -242,9 +242,15 @@ class ControllerManager:
 
 async def run_controller_manager(kubeconfig: Path, controllers: str = "*", leader_elect: bool = True, *,
                                  identity: str | None = None, stop: asyncio.Event | None = None,
-                                 options: dict[str, object] | None = None) -> None:
-    """The controller-manager process's body. Without `stop`, SIGTERM/SIGINT stop it (releasing the lease)."""
+                                 options: dict[str, object] | None = None, qps: float | None = None,
+                                 burst: int | None = None) -> None:
+    """The controller-manager process's body. Without `stop`, SIGTERM/SIGINT stop it (releasing the lease).
+    `qps`/`burst` (upstream's --kube-api-qps/--kube-api-burst) set each controller's client rate limit."""
     config = ClientConfig.from_kubeconfig(str(kubeconfig))
+    if qps is not None:
+        config.qps = qps
+    if burst is not None:
+        config.burst = burst
     config.user_agent = f"pyk8s-controller-manager/{_VERSION} (python)"
     if stop is None:
         stop = asyncio.Event()
