@@ -31,6 +31,8 @@ class Subresource:
 
 STATUS = Subresource("status", "")  # kind "" means "the parent's kind"
 SCALE = Subresource("scale", "Scale", "autoscaling", "v1")
+# Every verb a proxied request can have (upstream's connecters list them in this order).
+PROXY_VERBS = ("create", "delete", "get", "patch", "update")
 TOKEN = Subresource("token", "TokenRequest", "authentication.k8s.io", "v1", verbs=("create",))
 
 
@@ -109,7 +111,12 @@ KINDS: tuple[Kind, ...] = (
     # core/v1
     _k("", "v1", "Pod", "pods", short_names=("po",), returns_deleted_object=True, categories=("all",),
        subresources=(STATUS, Subresource("binding", "Binding", verbs=("create",)),
-                     Subresource("eviction", "Eviction", "policy", "v1", verbs=("create",))),
+                     Subresource("eviction", "Eviction", "policy", "v1", verbs=("create",)),
+                     Subresource("log", "Pod", verbs=("get",)),
+                     Subresource("exec", "PodExecOptions", verbs=("create", "get")),
+                     Subresource("attach", "PodAttachOptions", verbs=("create", "get")),
+                     Subresource("portforward", "PodPortForwardOptions", verbs=("create", "get")),
+                     Subresource("proxy", "PodProxyOptions", verbs=PROXY_VERBS)),
        selectable_fields=("spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
                           "spec.hostNetwork", "status.phase", "status.podIP", "status.podIPs",
                           "status.nominatedNodeName")),
@@ -120,7 +127,8 @@ KINDS: tuple[Kind, ...] = (
     _k("", "v1", "Secret", "secrets", selectable_fields=("type",)),
     _k("", "v1", "Namespace", "namespaces", namespaced=False, short_names=("ns",),
        subresources=(STATUS, Subresource("finalize", "", verbs=("update",))), selectable_fields=("status.phase",)),
-    _k("", "v1", "Node", "nodes", namespaced=False, short_names=("no",), subresources=(STATUS,),
+    _k("", "v1", "Node", "nodes", namespaced=False, short_names=("no",),
+       subresources=(STATUS, Subresource("proxy", "NodeProxyOptions", verbs=PROXY_VERBS)),
        selectable_fields=("spec.unschedulable",)),
     _k("", "v1", "Event", "events", short_names=("ev",),
        selectable_fields=("involvedObject.kind", "involvedObject.namespace", "involvedObject.name",

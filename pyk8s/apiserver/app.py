@@ -46,6 +46,7 @@ from .discovery import Discovery, wants_aggregated
 from .handlers import ResourceHandler, json_response
 from .metrics import Metrics
 from .negotiation import parse_bool
+from .node_proxy import KubeletClientConfig, NodeProxy
 from .openapi import OpenAPIDocs
 from .requestinfo import RequestInfo, parse_request_info
 from .rest import REST, WriteOptions
@@ -72,6 +73,8 @@ class APIServerConfig:
     # Audiences a token must be meant for to be accepted by this server (upstream --api-audiences,
     # which defaults to the issuer).
     api_audiences: tuple[str, ...] = ()
+    # How pods/log, exec, attach, portforward and nodes/proxy reach kubelets (--kubelet-client-certificate...).
+    kubelet_client: KubeletClientConfig = field(default_factory=KubeletClientConfig)
 
 
 class APIServer:
@@ -89,6 +92,7 @@ class APIServer:
         self.rest.admission = build_chain(config.admission, ClusterState(self.cache), self._write_quota_status,
                                           self.authorizer.authorize)
         self.resources = ResourceHandler(self.rest)
+        self.node_proxy = NodeProxy(self.rest, self.authorizer, config.kubelet_client)
         # Without a persisted key (embedded test servers) tokens live as long as this process.
         self.token_signer = TokenSigner(service_account_key or ec.generate_private_key(ec.SECP256R1()),
                                         config.service_account_issuer)
@@ -151,6 +155,7 @@ class APIServer:
         await self.cache.stop()
         if self._runner is not None:
             await self._runner.cleanup()
+        await self.node_proxy.close()
         await self.audit.stop()
 
     def _api_changed(self, group: str) -> None:
@@ -194,6 +199,8 @@ class APIServer:
             request["user"] = user
             if info.is_resource_request and (info.group, info.resource) in self.create_only:
                 response = await self._create_only(request, info, user)
+            elif info.is_resource_request and NodeProxy.serves(info):
+                response = await self.node_proxy.handle(request, info, user)
             elif info.is_resource_request:
                 if info.verb == "watch":
                     self.metrics.watchers[(info.group, info.resource)] += 1

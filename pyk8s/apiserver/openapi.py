@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from pyk8s.api import crd, schemas
-from pyk8s.api.kinds import Kind, Registry
+from pyk8s.api.kinds import Kind, Registry, Subresource
 
 _REF_PREFIX = "#/components/schemas/"
 _META = "io.k8s.apimachinery.pkg.apis.meta.v1."
@@ -351,6 +351,9 @@ class _GroupVersionDocument:
             self.paths[item] = {**ops, "parameters": _params(_PRETTY, name, *scope)}
 
         for sub in kind.subresources:
+            if sub.name in _CONNECT_SUBRESOURCES:
+                self._add_connect(kind, sub, item, name, scope)
+                continue
             sub_gvk = {"group": kind.group if sub.group is None else sub.group, "kind": sub.kind or k,
                        "version": sub.version or kind.version}
             body = obj if not sub.kind else self._definition(sub_gvk["group"], sub_gvk["version"], sub_gvk["kind"])
@@ -368,6 +371,25 @@ class _GroupVersionDocument:
             }
         if "watch" in verbs:
             self._add_watches(kind, gvk, scope, name)
+
+    def _add_connect(self, kind: Kind, subresource: Subresource, item: str, name: dict, scope: list[dict]) -> None:
+        """Subresources answered by a node or pod rather than the store (pods/log, exec, attach,
+        portforward, proxy): upstream publishes them with a plain string response."""
+        k, ns, gv = kind.kind, "Namespaced" if kind.namespaced else "", self.gv
+        sub, verbs = subresource.name, subresource.verbs
+        title = sub[:1].upper() + sub[1:]
+        gvk = {"group": kind.group, "kind": subresource.kind or k, "version": kind.version}
+        text = {"200": {"content": {"*/*": {"schema": {"type": "string"}}}, "description": "OK"}, "401": _UNAUTHORIZED}
+        ops: dict[str, dict] = {}
+        if sub == "log":
+            ops["get"] = self._op("get", f"read{gv}{ns}{k}Log", f"read log of the specified {k}", gvk,
+                                  responses=text)
+        else:
+            for verb in verbs:
+                method = _CONNECT_METHODS[verb]
+                ops[method] = self._op("connect", f"connect{gv}{method.capitalize()}{ns}{k}{title}",
+                                       f"connect {method.upper()} requests to {sub} of {k}", gvk, responses=text)
+        self.paths[f"{item}/{sub}"] = {**ops, "parameters": _params((), name, *scope)}
 
     def _add_watches(self, kind: Kind, gvk: dict, scope: list[dict], name: dict) -> None:
         """The deprecated `/watch/` paths, still served (and published) by v1.32."""
@@ -408,6 +430,10 @@ def _discovery_document(path: str, op_id: str, description: str, tag: str, schem
     paths = {path: {"get": {"description": description, "operationId": op_id,
                             "responses": _responses(schema, ("200",), media), "tags": [tag]}}}
     return _document(paths, {schema})
+
+
+_CONNECT_SUBRESOURCES = ("log", "exec", "attach", "portforward", "proxy")
+_CONNECT_METHODS = {"get": "get", "create": "post", "update": "put", "patch": "patch", "delete": "delete"}
 
 
 class OpenAPIDocs:

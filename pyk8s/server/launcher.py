@@ -23,6 +23,7 @@ from ..apiserver.admission import AdmissionConfig
 from ..apiserver.app import APIServer, APIServerConfig
 from ..apiserver.audit import auditor_from_flags
 from ..apiserver.authn import Authenticator
+from ..apiserver.node_proxy import KubeletClientConfig
 from ..client import APIClient, ClientConfig
 from ..kubelet.simulated import SIMULATED_NODE_NAME
 from ..store.base import Store
@@ -180,7 +181,8 @@ async def run_server(opts: ServerOptions, *, ready: asyncio.Event | None = None,
     log.info("opening the store at %s", data_dir / "db" / "state.db")
     await store.start()
     config = APIServerConfig(bind_address=opts.bind_address, secure_port=opts.https_port,
-                             advertise_address=advertise, service_cidr=opts.service_cidr, admission=opts.admission)
+                             advertise_address=advertise, service_cidr=opts.service_cidr, admission=opts.admission,
+                             kubelet_client=KubeletClientConfig(pki.kubelet_client_cert, pki.kubelet_client_key))
     server = APIServer(store, config, server_ssl_context(pki), Authenticator(tokens),
                        service_account_key=pki.service_account_signing_key(), auditor=auditor)
     try:

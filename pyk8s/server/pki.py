@@ -41,6 +41,8 @@ DEFAULT_IPS = ("127.0.0.1", "::1")
 
 ADMIN_USER = "system:admin"
 ADMIN_GROUPS = ("system:masters",)
+# The identity the apiserver presents to kubelets (kubeadm's name); RBAC binds it to system:kubelet-api-admin.
+KUBELET_CLIENT_USER = "kube-apiserver-kubelet-client"
 
 Key = ec.EllipticCurvePrivateKey
 
@@ -190,11 +192,15 @@ class PKI:
     admin_key: Path
     # Signs service-account tokens (ES256); its public half is published at /openid/v1/jwks.
     service_account_key: Path
+    # The apiserver's client certificate towards kubelets (--kubelet-client-certificate/-key).
+    kubelet_client_cert: Path
+    kubelet_client_key: Path
 
     @classmethod
     def at(cls, tls_dir: Path) -> PKI:
         return cls(tls_dir, tls_dir / "ca.crt", tls_dir / "ca.key", tls_dir / "serving.crt", tls_dir / "serving.key",
-                   tls_dir / "admin.crt", tls_dir / "admin.key", tls_dir / "service-account.key")
+                   tls_dir / "admin.crt", tls_dir / "admin.key", tls_dir / "service-account.key",
+                   tls_dir / "kubelet-client.crt", tls_dir / "kubelet-client.key")
 
     def service_account_signing_key(self) -> Key:
         key = _load_key(self.service_account_key)
@@ -252,6 +258,14 @@ def ensure_pki(data_dir: Path, *, hostnames: list[str], ips: list[str]) -> PKI:
         cert = _issue_leaf(ca_cert, ca_key, key, _name(ADMIN_USER, ADMIN_GROUPS), server=False)
         write_atomic(pki.admin_key, _key_pem(key), 0o600)
         write_atomic(pki.admin_cert, _cert_pem(cert), 0o644)
+
+    kubelet_client = _load_pair(pki.kubelet_client_cert, pki.kubelet_client_key)
+    if not _usable_leaf(kubelet_client, ca_cert):
+        log.info("pki: issuing the apiserver's kubelet client certificate (%s)", KUBELET_CLIENT_USER)
+        key = _new_key()
+        cert = _issue_leaf(ca_cert, ca_key, key, _name(KUBELET_CLIENT_USER), server=False)
+        write_atomic(pki.kubelet_client_key, _key_pem(key), 0o600)
+        write_atomic(pki.kubelet_client_cert, _cert_pem(cert), 0o644)
 
     # Kept across restarts: replacing it would invalidate every service-account token handed out.
     if _load_key(pki.service_account_key) is None:

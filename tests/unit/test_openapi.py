@@ -112,6 +112,9 @@ def test_operations_are_described_like_upstream(path):
         assert isinstance(op["x-kubernetes-group-version-kind"], dict)
         assert op["tags"] and op["operationId"] and op["description"]
         assert op["responses"]["401"] == {"description": "Unauthorized"}
+        if action == "connect":  # pods/exec, nodes/proxy...: passed on to a node, under any method
+            assert op["responses"]["200"]["content"]["*/*"]["schema"] == {"type": "string"}
+            continue
         expected = {"get": {"get", "list", "watch", "watchlist"}, "post": {"post"}, "put": {"put"},
                     "patch": {"patch"}, "delete": {"delete", "deletecollection"}}[method]
         assert action in expected
@@ -120,6 +123,16 @@ def test_operations_are_described_like_upstream(path):
             assert op["requestBody"]["required"] is True
         if action in ("list", "watchlist"):
             assert "application/json;stream=watch" in op["responses"]["200"]["content"]
+
+
+def test_node_proxied_subresources_are_connect_operations():
+    paths = load("api/v1")["paths"]
+    exec_ops = paths["/api/v1/namespaces/{namespace}/pods/{name}/exec"]
+    assert {m: op["operationId"] for m, op in exec_ops.items() if m != "parameters"} == {
+        "get": "connectCoreV1GetNamespacedPodExec", "post": "connectCoreV1PostNamespacedPodExec"}
+    assert paths["/api/v1/namespaces/{namespace}/pods/{name}/log"]["get"]["operationId"] == \
+        "readCoreV1NamespacedPodLog"
+    assert set(paths["/api/v1/nodes/{name}/proxy"]) == {"delete", "get", "patch", "post", "put", "parameters"}
 
 
 def test_deployment_paths_and_operation_ids():

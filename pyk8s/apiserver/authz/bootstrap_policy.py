@@ -320,6 +320,9 @@ def cluster_role_bindings() -> list[dict]:
         # pyk8s: upstream leaves this binding without subjects (the node authorizer grants nodes their
         # rights); until pyk8s has a node authorizer the system:nodes group gets the role here.
         cluster_role_binding("system:node", [group("system:nodes")]),
+        # The apiserver's own identity towards kubelets (pods/log, exec, nodes/proxy...), as k3s and kubeadm bind it.
+        cluster_role_binding("pyk8s:kube-apiserver-kubelet-client", [user("kube-apiserver-kubelet-client")],
+                             role="system:kubelet-api-admin"),
         cluster_role_binding("system:service-account-issuer-discovery", [group("system:serviceaccounts")]),
         # pyk8s's join (what kubeadm binds for its bootstrap tokens, for every bootstrap token here): a bootstrap
         # token may request a kubelet client certificate and have it approved; a node may renew its own.
