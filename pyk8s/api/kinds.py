@@ -196,7 +196,7 @@ KINDS: tuple[Kind, ...] = (
     _k("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", short_names=("pdb",),
        subresources=(STATUS,), tracks_generation=True),
     # discovery.k8s.io/v1
-    _k("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices"),
+    _k("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", tracks_generation=True),
     # coordination.k8s.io/v1
     _k("coordination.k8s.io", "v1", "Lease", "leases"),
     # certificates.k8s.io/v1

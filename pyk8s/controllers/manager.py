@@ -34,6 +34,9 @@ from .cronjob import CronJobController
 from .daemonset import DaemonSetController
 from .deployment import DeploymentController
 from .disruption import DisruptionController
+from .endpoints import EndpointsController
+from .endpointslice import EndpointSliceController
+from .endpointslicemirroring import EndpointSliceMirroringController
 from .garbagecollector import GarbageCollector
 from .job import JobController
 from .namespace import NamespaceController
@@ -92,6 +95,10 @@ CONTROLLERS: dict[str, ControllerSpec] = {spec.name: spec for spec in (
     ControllerSpec("clusterrole-aggregation-controller", ClusterRoleAggregationController.from_context,
                    aliases=("clusterrole-aggregation",)),
     ControllerSpec("disruption-controller", DisruptionController.from_context, aliases=("disruption",)),
+    ControllerSpec("endpoints-controller", EndpointsController.from_context, aliases=("endpoint",)),
+    ControllerSpec("endpointslice-controller", EndpointSliceController.from_context, aliases=("endpointslice",)),
+    ControllerSpec("endpointslice-mirroring-controller", EndpointSliceMirroringController.from_context,
+                   aliases=("endpointslicemirroring",)),
     ControllerSpec("garbage-collector-controller",
                    lambda ctx: GarbageCollector(ctx.client, ctx.factory, recorder=ctx.recorder, clock=ctx.clock),
                    aliases=("garbagecollector",)),

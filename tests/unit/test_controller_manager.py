@@ -23,7 +23,8 @@ DEFAULTS = {"clusterrole-aggregation-controller", "disruption-controller", "garb
             "serviceaccount-token-controller", "replicaset-controller", "replicationcontroller-controller",
             "deployment-controller", "daemonset-controller", "statefulset-controller", "job-controller",
             "cronjob-controller", "ttl-after-finished-controller", "certificatesigningrequest-approving-controller",
-            "certificatesigningrequest-signing-controller"}
+            "certificatesigningrequest-signing-controller", "endpoints-controller", "endpointslice-controller",
+            "endpointslice-mirroring-controller"}
 GC = "garbage-collector-controller"
 
 

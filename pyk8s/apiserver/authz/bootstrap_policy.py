@@ -354,6 +354,27 @@ def controller_roles() -> dict[str, list[dict]]:
         "clusterrole-aggregation-controller": [
             rule(("escalate", "get", "list", "patch", "update", "watch"), (RBAC_GROUP,), ("clusterroles",)),
         ],
+        "endpoint-controller": [
+            rule(("get", "list", "watch"), (CORE,), ("services", "pods")),
+            rule(("get", "list", "create", "update", "delete"), (CORE,), ("endpoints",)),
+            rule(("create",), (CORE,), ("endpoints/restricted",)),
+            events_rule(),
+        ],
+        "endpointslice-controller": [
+            rule(("get", "list", "watch"), (CORE,), ("services", "pods", "nodes")),
+            # Slices are owned by their Service with blockOwnerDeletion, which needs update on its finalizers.
+            rule(("update",), (CORE,), ("services/finalizers",)),
+            rule(("get", "list", "create", "update", "delete"), (DISCOVERY,), ("endpointslices",)),
+            events_rule(),
+        ],
+        "endpointslicemirroring-controller": [
+            rule(("get", "list", "watch"), (CORE,), ("services", "endpoints")),
+            rule(("update",), (CORE,), ("services/finalizers",)),
+            # Mirrored slices are owned by their Endpoints with blockOwnerDeletion.
+            rule(("update",), (CORE,), ("endpoints/finalizers",)),
+            rule(("get", "list", "create", "update", "delete"), (DISCOVERY,), ("endpointslices",)),
+            events_rule(),
+        ],
         "generic-garbage-collector": [
             rule(("get", "list", "watch", "patch", "update", "delete"), ("*",), ("*",)),
             events_rule(),
