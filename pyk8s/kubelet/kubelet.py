@@ -7,6 +7,7 @@ Parts (upstream's shape, asyncio instead of goroutines):
 - `GenericPLEG` (pleg.py): relists the runtime every second and wakes the workers of pods that changed;
 - `StatusManager` (status_manager.py): writes pods/status on change; the kubelet deletes a terminated pod that
   has a deletionTimestamp with grace 0, which is what finishes a graceful deletion;
+- `ProbeManager` (prober/): liveness, readiness and startup probes; a changed result re-syncs the pod;
 - housekeeping every 2 s: sandboxes of pods the API no longer binds here are stopped and removed, with their
   cgroups and logs, and workers of such pods are forgotten.
 
@@ -32,12 +33,13 @@ from ..client import (
     is_conflict,
     is_not_found,
 )
-from . import cri_config
+from . import cri_config, envvars
 from .config import KubeletConfig
 from .images import ImageManager
 from .pleg import GenericPLEG
-from .pod_status import NO_PROBES, ReadinessSource, Waiting, build_pod_status
+from .pod_status import ReadinessSource, Waiting, build_pod_status
 from .pod_workers import PodWorkers, SyncOutcome
+from .prober import ProbeManager
 from .runtime.cri import CRIClient, CRIError, pb
 from .runtime_manager import ContainerEnv, RuntimeManager
 from .status_manager import StatusManager
@@ -54,7 +56,8 @@ class VolumeManagerLike(Protocol):
 
     async def mount_pod_volumes(self, pod: dict) -> None: ...
 
-    def container_mounts(self, pod: dict, container: dict) -> list[pb.Mount]: ...
+    def container_mounts(self, pod: dict, container: dict, *,
+                         env: list[tuple[str, str]] | None = None) -> list[pb.Mount]: ...
 
     async def unmount_pod_volumes(self, pod_uid: str) -> None: ...
 
@@ -65,13 +68,12 @@ class _EnvVars:
     """The env resolver of pyk8s/kubelet/envvars.py behind the ContainerEnv protocol."""
 
     def __init__(self) -> None:
-        from . import envvars  # type: ignore[attr-defined]  # the volumes helper's module
-
         self._resolve = envvars.container_env
         self.errors: tuple[type[Exception], ...] = (envvars.EnvVarError,)
 
-    async def __call__(self, client: APIClient, pod: dict, container: dict) -> list[tuple[str, str]]:
-        return await self._resolve(client, pod, container)
+    async def __call__(self, client: APIClient, pod: dict, container: dict, *, pod_ips: list[str],
+                       host_ips: list[str] | None) -> list[tuple[str, str]]:
+        return await self._resolve(client, pod, container, pod_ips=pod_ips, host_ips=host_ips)
 
 
 def _uid(pod: Mapping) -> str:
@@ -104,19 +106,21 @@ def _deletion_grace(pod: Mapping) -> int | None:
 class Kubelet:
     def __init__(self, client: APIClient, runtime: CRIClient, config: KubeletConfig, volumes: VolumeManagerLike, *,
                  recorder: EventRecorder | None = None, env: ContainerEnv | None = None,
-                 probes: ReadinessSource = NO_PROBES) -> None:
+                 probes: ReadinessSource | None = None) -> None:
+        """`probes` None: the real prober (ProbeManager); tests may pass another ReadinessSource (NO_PROBES)."""
         self.client = client
         self.runtime = runtime
         self.config = config
         self.volumes = volumes
-        self.probes = probes
         self._own_recorder = recorder is None
         self.recorder = recorder or EventRecorder(client, "kubelet", host=config.node_name)
+        self.status_manager = StatusManager(client, self._server_pod, config.status_update_period)
+        self.probes: ReadinessSource = probes if probes is not None else ProbeManager(
+            runtime, self.probe_result_changed, self.status_manager.get, self.recorder)
         self.images = ImageManager(runtime, self.recorder)
         self.runtime_manager = RuntimeManager(runtime, config, client, self.images, volumes, env or _EnvVars(),
-                                              self.recorder, probes)
+                                              self.recorder, self.probes)
         self.informer = Informer(client, "pods", field_selector=f"spec.nodeName={config.node_name}")
-        self.status_manager = StatusManager(client, self._server_pod, config.status_update_period)
         self.pod_workers = PodWorkers(self, resync_interval=config.sync_frequency)
         self.pleg = GenericPLEG(self.runtime_manager.runtime_pods, self._on_runtime_change, config.relist_period)
         self.host_ips: list[str] = list(config.node_ips)
@@ -157,6 +161,8 @@ class Kubelet:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.pod_workers.stop()
+            if isinstance(self.probes, ProbeManager):
+                await self.probes.stop()
             await self.informer.stop()
             if self._own_recorder:
                 await self.recorder.close()

@@ -79,11 +79,11 @@ def sandbox_changed(pod: Mapping, status: PodRuntimeStatus) -> tuple[bool, int, 
     return False, latest.attempt, latest.id
 
 
-LivenessFailed = Callable[[str], bool]  # container name -> its liveness probe says restart
+LivenessFailed = Callable[[str, str], bool]  # (container name, container ID) -> its liveness probe says restart
 
 
 def compute_pod_actions(pod: Mapping, status: PodRuntimeStatus,
-                        liveness_failed: LivenessFailed = lambda _name: False) -> PodActions:
+                        liveness_failed: LivenessFailed = lambda _name, _id: False) -> PodActions:
     spec = pod.get("spec") or {}
     restart_policy = spec.get("restartPolicy") or "Always"
     init_containers = list(spec.get("initContainers") or [])
@@ -122,7 +122,7 @@ def compute_pod_actions(pod: Mapping, status: PodRuntimeStatus,
         message = ""
         if instance.hash and instance.hash != container_hash(container):
             message = f"Container {name} definition changed, will be restarted"
-        elif liveness_failed(name):
+        elif liveness_failed(name, instance.id):
             message = f"Container {name} failed liveness probe, will be restarted"
         if message:
             actions.containers_to_kill.append(ContainerToKill(instance, message))
@@ -148,7 +148,7 @@ def _init_actions(init_containers: list[dict], status: PodRuntimeStatus, restart
                 actions.init_containers_to_start.append(name)
                 return False  # the next init container waits until this sidecar has started
             if instance.running:
-                if liveness_failed(name) or (instance.hash and instance.hash != container_hash(container)):
+                if liveness_failed(name, instance.id) or (instance.hash and instance.hash != container_hash(container)):
                     actions.containers_to_kill.append(ContainerToKill(
                         instance, f"Container {name} failed liveness probe, will be restarted"))
                     actions.init_containers_to_start.append(name)

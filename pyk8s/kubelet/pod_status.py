@@ -23,15 +23,16 @@ NOT_LOCATED_MESSAGE = "The container could not be located when the pod was termi
 
 
 class ReadinessSource(Protocol):
-    """Probe results (the prober implements this); None means "no probe of that kind: use the default".
+    """Probe results (the prober implements this) for one container instance (its runtime ID: results of an
+    earlier instance never apply to a restarted one); None means "no probe of that kind: use the default".
     The kubelet calls `add_pod` on every sync of a running pod (it must be idempotent) and `remove_pod` when the
     pod starts terminating; the prober calls `Kubelet.probe_result_changed(uid)` when a result changes."""
 
-    def is_ready(self, pod_uid: str, container_name: str) -> bool | None: ...
+    def is_ready(self, pod_uid: str, container_name: str, container_id: str) -> bool | None: ...
 
-    def started(self, pod_uid: str, container_name: str) -> bool | None: ...
+    def started(self, pod_uid: str, container_name: str, container_id: str) -> bool | None: ...
 
-    def liveness_failed(self, pod_uid: str, container_name: str) -> bool: ...
+    def liveness_failed(self, pod_uid: str, container_name: str, container_id: str) -> bool: ...
 
     def add_pod(self, pod: dict) -> None: ...
 
@@ -45,13 +46,13 @@ class NoProbes:
     def remove_pod(self, pod_uid: str) -> None:
         return None
 
-    def is_ready(self, pod_uid: str, container_name: str) -> bool | None:
+    def is_ready(self, pod_uid: str, container_name: str, container_id: str) -> bool | None:
         return None
 
-    def started(self, pod_uid: str, container_name: str) -> bool | None:
+    def started(self, pod_uid: str, container_name: str, container_id: str) -> bool | None:
         return None
 
-    def liveness_failed(self, pod_uid: str, container_name: str) -> bool:
+    def liveness_failed(self, pod_uid: str, container_name: str, container_id: str) -> bool:
         return False
 
 
@@ -106,11 +107,11 @@ def container_status(container: Mapping, status: PodRuntimeStatus, waiting: Wait
         if latest is not None and latest.exited:
             last_state = _terminated(latest, runtime_name)
     running = latest is not None and latest.running
-    started = running and probes.started(uid, name) is not False
+    started = running and probes.started(uid, name, latest.id) is not False
     if init and not sidecar:
         ready = latest is not None and latest.exited and latest.exit_code == 0 and "terminated" in state
     else:
-        ready = started and probes.is_ready(uid, name) is not False
+        ready = started and probes.is_ready(uid, name, latest.id) is not False
     restart_count = latest.restart_count if latest is not None else 0
     result: dict = {"name": name, "state": state, "lastState": last_state, "ready": ready,
                     "restartCount": restart_count}

@@ -58,7 +58,8 @@ _CRI_STATES = {pb.CONTAINER_CREATED: CREATED, pb.CONTAINER_RUNNING: RUNNING, pb.
 class VolumeMounter(Protocol):
     """The part of the VolumeManager (pyk8s/kubelet/volumes) the runtime manager needs."""
 
-    def container_mounts(self, pod: dict, container: dict) -> list[pb.Mount]: ...
+    def container_mounts(self, pod: dict, container: dict, *,
+                         env: list[tuple[str, str]] | None = None) -> list[pb.Mount]: ...
 
 
 class ContainerEnv(Protocol):
@@ -67,7 +68,8 @@ class ContainerEnv(Protocol):
 
     errors: tuple[type[Exception], ...]
 
-    async def __call__(self, client: APIClient, pod: dict, container: dict) -> list[tuple[str, str]]: ...
+    async def __call__(self, client: APIClient, pod: dict, container: dict, *, pod_ips: list[str],
+                       host_ips: list[str] | None) -> list[tuple[str, str]]: ...
 
 
 @dataclass
@@ -230,7 +232,7 @@ class RuntimeManager:
     async def sync_pod(self, pod: dict, status: PodRuntimeStatus, pull_secrets: list[dict]) -> SyncResult:
         namespace, name, uid = cri_config.pod_meta(pod)
         result = SyncResult()
-        actions = compute_pod_actions(pod, status, lambda c: self.probes.liveness_failed(uid, c))
+        actions = compute_pod_actions(pod, status, lambda c, cid: self.probes.liveness_failed(uid, c, cid))
         log.debug("pod %s/%s: %s", namespace, name, actions)
         if actions.kill_pod:
             if actions.create_sandbox and status.sandboxes:
@@ -372,7 +374,8 @@ class RuntimeManager:
             return Waiting(exc.reason, exc.message)
 
         try:
-            env = await self.env(self.client, pod, container)
+            # The sandbox's IPs: the pod's status may not have them yet (status.podIP in env, as upstream).
+            env = await self.env(self.client, pod, container, pod_ips=pod_ips, host_ips=self.config.node_ips or None)
         except self.env.errors as exc:
             message = str(getattr(exc, "message", exc))
             self._event(pod, WARNING, "Failed", f"Error: {message}", name)
@@ -384,7 +387,7 @@ class RuntimeManager:
             result.retry_in(10.0)
             return Waiting("CreateContainerConfigError", refusal)
 
-        mounts = list(self.volumes.container_mounts(pod, container))
+        mounts = list(self.volumes.container_mounts(pod, container, env=env))
         if not (pod.get("spec") or {}).get("hostNetwork") or self.config.host_etc_hosts.exists():
             hosts = self.config.paths.etc_hosts(uid)
             if hosts.exists() and not cri_config.mounts_etc_hosts(container):

@@ -109,7 +109,7 @@ class StandInVolumes:
     async def mount_pod_volumes(self, pod: dict) -> None:
         self.mounted.add(pod["metadata"]["uid"])
 
-    def container_mounts(self, pod: dict, container: dict) -> list[pb.Mount]:
+    def container_mounts(self, pod: dict, container: dict, *, env=None) -> list[pb.Mount]:
         return [pb.Mount(container_path="/shared", host_path=str(self.shared))] if self.shared else []
 
     async def unmount_pod_volumes(self, pod_uid: str) -> None:
@@ -128,7 +128,8 @@ class EnvVarError(Exception):
 class StandInEnv:
     errors = (EnvVarError,)
 
-    async def __call__(self, client: APIClient, pod: dict, container: dict) -> list[tuple[str, str]]:
+    async def __call__(self, client: APIClient, pod: dict, container: dict, *, pod_ips: list[str],
+                       host_ips: list[str] | None) -> list[tuple[str, str]]:
         env = []
         for var in container.get("env") or []:
             if "valueFrom" in var:
@@ -553,13 +554,13 @@ class ScriptedProbes:
     def remove_pod(self, pod_uid: str) -> None:
         self.pods.discard(pod_uid)
 
-    def is_ready(self, pod_uid: str, container_name: str) -> bool | None:
+    def is_ready(self, pod_uid: str, container_name: str, container_id: str) -> bool | None:
         return self.ready.get(container_name)
 
-    def started(self, pod_uid: str, container_name: str) -> bool | None:
+    def started(self, pod_uid: str, container_name: str, container_id: str) -> bool | None:
         return None
 
-    def liveness_failed(self, pod_uid: str, container_name: str) -> bool:
+    def liveness_failed(self, pod_uid: str, container_name: str, container_id: str) -> bool:
         if container_name in self.dead:
             self.dead.discard(container_name)  # one failure: the restarted container is healthy
             return True
@@ -609,3 +610,27 @@ async def test_killed_containerd_leaves_pods_running(kubelet_node: KubeletNode) 
     await env.wait_pod("after", lambda p: condition(p, "Ready") == "True")
     after = statuses(await env.pod("steady"))["main"]
     assert after["containerID"] == before and after["restartCount"] == 0 and "running" in after["state"]
+
+
+async def test_real_exec_probes_gate_readiness_and_restart_a_failing_container(kubelet_node: KubeletNode) -> None:
+    env = kubelet_node
+    main = sh("main", "trap 'exit 0' TERM; sleep 3600 & wait",
+              readinessProbe={"exec": {"command": ["cat", "/tmp/ready"]}, "periodSeconds": 1},
+              livenessProbe={"exec": {"command": ["sh", "-c", "test ! -e /tmp/die"]}, "periodSeconds": 1,
+                             "failureThreshold": 2})
+    await env.create_pod("exec-probed", [main], terminationGracePeriodSeconds=2)
+    pod = await env.wait_pod("exec-probed", phase("Running"))
+    assert condition(pod, "Ready") == "False"
+    container_id = statuses(pod)["main"]["containerID"].split("://", 1)[1]
+    await env.node.cri.exec_sync(container_id, ["touch", "/tmp/ready"], timeout_seconds=5)
+    await env.wait_pod("exec-probed", lambda p: condition(p, "Ready") == "True" and statuses(p)["main"]["ready"])
+
+    await env.node.cri.exec_sync(container_id, ["touch", "/tmp/die"], timeout_seconds=5)
+    # Two failed liveness probes: the container is killed and restarted (a fresh one, not ready yet).
+    pod = await env.wait_pod("exec-probed", lambda p: statuses(p)["main"]["restartCount"] == 1
+                             and "running" in statuses(p)["main"]["state"], timeout=60)
+    assert statuses(pod)["main"]["containerID"].split("://", 1)[1] != container_id
+    events = [(e["reason"], e["message"]) for e in await env.events("exec-probed")]
+    assert ("Killing", "Container main failed liveness probe, will be restarted") in events
+    assert any(reason == "Unhealthy" and message.startswith("Liveness probe failed:") for reason, message in events)
+    await env.wait_pod("exec-probed", lambda p: condition(p, "Ready") == "False")

@@ -121,11 +121,11 @@ def test_changed_spec_restarts_the_container() -> None:
 
 def test_failed_liveness_restarts_the_container_unless_never() -> None:
     pod = make_pod()
-    actions = compute_pod_actions(pod, all_running(pod), liveness_failed=lambda name: name == "foo2")
+    actions = compute_pod_actions(pod, all_running(pod), liveness_failed=lambda name, _id: name == "foo2")
     assert [k.container.name for k in actions.containers_to_kill] == ["foo2"]
     assert actions.containers_to_start == ["foo2"]
     pod = make_pod(restart_policy="Never")
-    actions = compute_pod_actions(pod, all_running(pod), liveness_failed=lambda name: name == "foo2")
+    actions = compute_pod_actions(pod, all_running(pod), liveness_failed=lambda name, _id: name == "foo2")
     assert [k.container.name for k in actions.containers_to_kill] == ["foo2"] and not actions.containers_to_start
 
 

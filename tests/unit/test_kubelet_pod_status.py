@@ -139,13 +139,13 @@ def test_init_containers_and_sidecars() -> None:
 
 def test_readiness_from_the_probe_seam_and_gates() -> None:
     class Probes:
-        def is_ready(self, uid: str, name: str) -> bool | None:
+        def is_ready(self, uid: str, name: str, container_id: str) -> bool | None:
             return False
 
-        def started(self, uid: str, name: str) -> bool | None:
+        def started(self, uid: str, name: str, container_id: str) -> bool | None:
             return None
 
-        def liveness_failed(self, uid: str, name: str) -> bool:
+        def liveness_failed(self, uid: str, name: str, container_id: str) -> bool:
             return False
 
         def add_pod(self, pod: dict) -> None:

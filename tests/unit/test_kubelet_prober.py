@@ -266,17 +266,21 @@ async def test_exec_probe_outcomes():
 async def test_manager_runs_workers_and_reports_changes():
     runtime = FakeRuntime(pb.ExecSyncResponse(exit_code=0))
     changed: list[str] = []
-    manager = ProbeManager(runtime, changed.append)
+    statuses = {"u1": status()}
+    manager = ProbeManager(runtime, changed.append, statuses.get)
     manager.created_at -= 3600  # not a fresh kubelet: no random initial spread
     the_pod = pod(readinessProbe={"exec": {"command": ["true"]}, "periodSeconds": 1})
-    manager.update_pod(the_pod, status())
-    assert manager.is_ready("u1", "c") is False  # readiness starts failed
-    assert manager.started("u1", "c") is None and manager.liveness_failed("u1", "c") is False
+    manager.add_pod(the_pod)
+    manager.add_pod(the_pod)  # every sync adds it again: still one worker
+    assert manager.is_ready("u1", "c", "a") is False  # readiness starts failed
+    assert manager.started("u1", "c", "a") is None and manager.liveness_failed("u1", "c", "a") is False
     for _ in range(100):
-        if manager.is_ready("u1", "c"):
+        if manager.is_ready("u1", "c", "a"):
             break
         await asyncio.sleep(0.05)
-    assert manager.is_ready("u1", "c") is True and changed == ["u1"]
+    assert manager.is_ready("u1", "c", "a") is True and changed == ["u1"]
+    # A restarted container (a new ID) has no result of its own yet.
+    assert manager.is_ready("u1", "c", "b") is False
     manager.remove_pod("u1")
-    assert manager.is_ready("u1", "c") is None
+    assert manager.is_ready("u1", "c", "a") is None
     await manager.stop()

@@ -114,12 +114,12 @@ class FakeCRI:
 class Env:
     errors = (KeyError,)
 
-    async def __call__(self, client, pod, container):
+    async def __call__(self, client, pod, container, *, pod_ips, host_ips):
         return [(e["name"], e["value"]) for e in container.get("env") or []]
 
 
 class NoVolumes:
-    def container_mounts(self, pod, container):
+    def container_mounts(self, pod, container, *, env=None):
         return []
 
 

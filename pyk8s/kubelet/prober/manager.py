@@ -3,7 +3,8 @@ results, and tells the kubelet when a result changes (it then re-syncs the pod: 
 failure restarts the container, readiness goes into the pod's status).
 
 It is the kubelet's `ReadinessSource`: `None` from `is_ready`/`started` means the container has no probe
-of that kind, so the kubelet's defaults apply.
+of that kind, so the kubelet's defaults apply. Like upstream's, the workers read each pod's latest status
+(container IDs, states, pod IP) from the kubelet's status manager (`status_of`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable, Mapping
 from ...client.events import EventRecorder
 from ..runtime.cri import CRIClient
 from .probes import ProbeOutcome, Result, run_probe
-from .worker import Kind, ProbeWorker, State
+from .worker import INITIAL, Kind, ProbeWorker, State
 
 log = logging.getLogger("pyk8s.kubelet.prober")
 
@@ -35,38 +36,44 @@ def _probed_containers(pod: Mapping) -> list[Mapping]:
 
 class ProbeManager:
     def __init__(self, runtime: CRIClient, on_change: Callable[[str], None],
-                 recorder: EventRecorder | None = None) -> None:
+                 status_of: Callable[[str], Mapping | None], recorder: EventRecorder | None = None) -> None:
         self.runtime = runtime
         self.on_change = on_change
+        self.status_of = status_of
         self.recorder = recorder
         self.created_at = time.monotonic()
         self._workers: dict[tuple[str, str, Kind], tuple[ProbeWorker, asyncio.Task]] = {}
-        self._status: dict[str, Mapping] = {}
 
     # ---- what the kubelet asks (ReadinessSource) ----
 
-    def _state(self, uid: str, name: str, kind: Kind) -> State | None:
+    def _state(self, uid: str, name: str, container_id: str, kind: Kind) -> State | None:
+        """The result for this container instance: a worker that has not seen it yet has none (its kind's
+        initial result applies, as upstream's results are keyed by container ID)."""
         entry = self._workers.get((uid, name, kind))
-        return entry[0].state if entry is not None else None
+        if entry is None:
+            return None
+        worker = entry[0]
+        if worker.container_id.split("://", 1)[-1] != container_id:
+            return INITIAL[kind]
+        return worker.state
 
-    def is_ready(self, pod_uid: str, container_name: str) -> bool | None:
-        state = self._state(pod_uid, container_name, Kind.READINESS)
+    def is_ready(self, pod_uid: str, container_name: str, container_id: str) -> bool | None:
+        state = self._state(pod_uid, container_name, container_id, Kind.READINESS)
         return None if state is None else state is State.SUCCESS
 
-    def started(self, pod_uid: str, container_name: str) -> bool | None:
-        state = self._state(pod_uid, container_name, Kind.STARTUP)
+    def started(self, pod_uid: str, container_name: str, container_id: str) -> bool | None:
+        state = self._state(pod_uid, container_name, container_id, Kind.STARTUP)
         return None if state is None else state is State.SUCCESS
 
-    def liveness_failed(self, pod_uid: str, container_name: str) -> bool:
-        return (self._state(pod_uid, container_name, Kind.LIVENESS) is State.FAILURE
-                or self._state(pod_uid, container_name, Kind.STARTUP) is State.FAILURE)
+    def liveness_failed(self, pod_uid: str, container_name: str, container_id: str) -> bool:
+        return (self._state(pod_uid, container_name, container_id, Kind.LIVENESS) is State.FAILURE
+                or self._state(pod_uid, container_name, container_id, Kind.STARTUP) is State.FAILURE)
 
     # ---- what the kubelet tells ----
 
-    def update_pod(self, pod: Mapping, status: Mapping) -> None:
-        """The pod as the kubelet runs it, and the status it just built; starts workers for new probes."""
+    def add_pod(self, pod: Mapping) -> None:
+        """A pod the kubelet runs (called on every sync, so idempotent): starts workers for its probes."""
         uid = _uid(pod)
-        self._status[uid] = status
         for container in _probed_containers(pod):
             for kind in Kind:
                 key = (uid, container["name"], kind)
@@ -74,7 +81,6 @@ class ProbeManager:
                     self._start(key, pod, container, kind)
 
     def remove_pod(self, pod_uid: str) -> None:
-        self._status.pop(pod_uid, None)
         for key in [k for k in self._workers if k[0] == pod_uid]:
             _, task = self._workers.pop(key)
             task.cancel()
@@ -92,7 +98,7 @@ class ProbeManager:
         uid = key[0]
 
         async def probe(pod: Mapping, container: Mapping, container_id: str, spec: Mapping) -> ProbeOutcome:
-            pod_ip = (self._status.get(uid) or {}).get("podIP")
+            pod_ip = (self.status_of(uid) or {}).get("podIP")
             outcome = await run_probe(spec, container, container_id, pod_ip, self.runtime)
             self._record_event(pod, container, kind, outcome)
             return outcome
@@ -104,7 +110,7 @@ class ProbeManager:
 
     async def _run(self, key: tuple[str, str, Kind], worker: ProbeWorker) -> None:
         try:
-            await worker.run(lambda: self._status.get(key[0]), self.created_at)
+            await worker.run(lambda: self.status_of(key[0]), self.created_at)
         except asyncio.CancelledError:
             raise
         except Exception:  # a worker must never take the kubelet down
