@@ -134,6 +134,52 @@ class CRIClient:
         rpc_timeout = timeout or (self.timeout + timeout_seconds if timeout_seconds else None)
         return await self._call(self._runtime, "ExecSync", request, rpc_timeout)
 
+    async def update_container_resources(self, container_id: str, linux: pb.LinuxContainerResources,
+                                         annotations: dict[str, str] | None = None,
+                                         timeout: float | None = None) -> None:
+        request = pb.UpdateContainerResourcesRequest(container_id=container_id, linux=linux,
+                                                     annotations=annotations or {})
+        await self._call(self._runtime, "UpdateContainerResources", request, timeout)
+
+    async def reopen_container_log(self, container_id: str, timeout: float | None = None) -> None:
+        """Ask the runtime to reopen the container's log file (after the kubelet rotated it)."""
+        await self._call(self._runtime, "ReopenContainerLog", pb.ReopenContainerLogRequest(container_id=container_id),
+                         timeout)
+
+    # ---- streaming: each call answers with a one-time URL on the runtime's streaming server ----
+
+    async def exec(self, container_id: str, cmd: list[str], *, stdin: bool = False, stdout: bool = True,
+                   stderr: bool = True, tty: bool = False, timeout: float | None = None) -> str:
+        request = pb.ExecRequest(container_id=container_id, cmd=cmd, tty=tty, stdin=stdin, stdout=stdout,
+                                 stderr=stderr and not tty)
+        return (await self._call(self._runtime, "Exec", request, timeout)).url
+
+    async def attach(self, container_id: str, *, stdin: bool = False, stdout: bool = True, stderr: bool = True,
+                     tty: bool = False, timeout: float | None = None) -> str:
+        request = pb.AttachRequest(container_id=container_id, stdin=stdin, tty=tty, stdout=stdout,
+                                   stderr=stderr and not tty)
+        return (await self._call(self._runtime, "Attach", request, timeout)).url
+
+    async def port_forward(self, sandbox_id: str, ports: list[int] | None = None, timeout: float | None = None) -> str:
+        request = pb.PortForwardRequest(pod_sandbox_id=sandbox_id, port=ports or [])
+        return (await self._call(self._runtime, "PortForward", request, timeout)).url
+
+    # ---- runtime status and stats ----
+
+    async def status(self, verbose: bool = False, timeout: float | None = None) -> pb.StatusResponse:
+        return await self._call(self._runtime, "Status", pb.StatusRequest(verbose=verbose), timeout)
+
+    async def container_stats(self, container_id: str, timeout: float | None = None) -> pb.ContainerStats:
+        response = await self._call(self._runtime, "ContainerStats",
+                                    pb.ContainerStatsRequest(container_id=container_id), timeout)
+        return response.stats
+
+    async def list_container_stats(self, filter: pb.ContainerStatsFilter | None = None,
+                                   timeout: float | None = None) -> list[pb.ContainerStats]:
+        response = await self._call(self._runtime, "ListContainerStats", pb.ListContainerStatsRequest(filter=filter),
+                                    timeout)
+        return list(response.stats)
+
     # ---- images ----
 
     async def pull_image(self, image: str, auth: pb.AuthConfig | None = None,

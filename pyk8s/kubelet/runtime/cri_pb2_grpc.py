@@ -102,6 +102,46 @@ class RuntimeServiceStub:
                 request_serializer=pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.ExecSyncRequest.SerializeToString,
                 response_deserializer=pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.ExecSyncResponse.FromString,
                 _registered_method=True)
+        self.UpdateContainerResources = channel.unary_unary(
+                '/runtime.v1.RuntimeService/UpdateContainerResources',
+                request_serializer=pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.UpdateContainerResourcesRequest.SerializeToString,
+                response_deserializer=pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.UpdateContainerResourcesResponse.FromString,
+                _registered_method=True)
+        self.ReopenContainerLog = channel.unary_unary(
+                '/runtime.v1.RuntimeService/ReopenContainerLog',
+                request_serializer=pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.ReopenContainerLogRequest.SerializeToString,
+                response_deserializer=pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.ReopenContainerLogResponse.FromString,
+                _registered_method=True)
+        self.Exec = channel.unary_unary(
+                '/runtime.v1.RuntimeService/Exec',
+                request_serializer=pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.ExecRequest.SerializeToString,
+                response_deserializer=pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.ExecResponse.FromString,
+                _registered_method=True)
+        self.Attach = channel.unary_unary(
+                '/runtime.v1.RuntimeService/Attach',
+                request_serializer=pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.AttachRequest.SerializeToString,
+                response_deserializer=pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.AttachResponse.FromString,
+                _registered_method=True)
+        self.PortForward = channel.unary_unary(
+                '/runtime.v1.RuntimeService/PortForward',
+                request_serializer=pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.PortForwardRequest.SerializeToString,
+                response_deserializer=pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.PortForwardResponse.FromString,
+                _registered_method=True)
+        self.ContainerStats = channel.unary_unary(
+                '/runtime.v1.RuntimeService/ContainerStats',
+                request_serializer=pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.ContainerStatsRequest.SerializeToString,
+                response_deserializer=pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.ContainerStatsResponse.FromString,
+                _registered_method=True)
+        self.ListContainerStats = channel.unary_unary(
+                '/runtime.v1.RuntimeService/ListContainerStats',
+                request_serializer=pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.ListContainerStatsRequest.SerializeToString,
+                response_deserializer=pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.ListContainerStatsResponse.FromString,
+                _registered_method=True)
+        self.Status = channel.unary_unary(
+                '/runtime.v1.RuntimeService/Status',
+                request_serializer=pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.StatusRequest.SerializeToString,
+                response_deserializer=pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.StatusResponse.FromString,
+                _registered_method=True)
 
 
 class RuntimeServiceServicer:
@@ -185,6 +225,56 @@ class RuntimeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateContainerResources(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReopenContainerLog(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Exec(self, request, context):
+        """Exec, Attach and PortForward only prepare a session: they answer with a one-time URL on the runtime's
+        streaming server, which speaks the Kubernetes remotecommand / portforward protocols.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Attach(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PortForward(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ContainerStats(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListContainerStats(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Status(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RuntimeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -252,6 +342,46 @@ def add_RuntimeServiceServicer_to_server(servicer, server):
                     servicer.ExecSync,
                     request_deserializer=pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.ExecSyncRequest.FromString,
                     response_serializer=pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.ExecSyncResponse.SerializeToString,
+            ),
+            'UpdateContainerResources': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateContainerResources,
+                    request_deserializer=pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.UpdateContainerResourcesRequest.FromString,
+                    response_serializer=pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.UpdateContainerResourcesResponse.SerializeToString,
+            ),
+            'ReopenContainerLog': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReopenContainerLog,
+                    request_deserializer=pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.ReopenContainerLogRequest.FromString,
+                    response_serializer=pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.ReopenContainerLogResponse.SerializeToString,
+            ),
+            'Exec': grpc.unary_unary_rpc_method_handler(
+                    servicer.Exec,
+                    request_deserializer=pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.ExecRequest.FromString,
+                    response_serializer=pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.ExecResponse.SerializeToString,
+            ),
+            'Attach': grpc.unary_unary_rpc_method_handler(
+                    servicer.Attach,
+                    request_deserializer=pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.AttachRequest.FromString,
+                    response_serializer=pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.AttachResponse.SerializeToString,
+            ),
+            'PortForward': grpc.unary_unary_rpc_method_handler(
+                    servicer.PortForward,
+                    request_deserializer=pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.PortForwardRequest.FromString,
+                    response_serializer=pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.PortForwardResponse.SerializeToString,
+            ),
+            'ContainerStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.ContainerStats,
+                    request_deserializer=pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.ContainerStatsRequest.FromString,
+                    response_serializer=pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.ContainerStatsResponse.SerializeToString,
+            ),
+            'ListContainerStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListContainerStats,
+                    request_deserializer=pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.ListContainerStatsRequest.FromString,
+                    response_serializer=pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.ListContainerStatsResponse.SerializeToString,
+            ),
+            'Status': grpc.unary_unary_rpc_method_handler(
+                    servicer.Status,
+                    request_deserializer=pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.StatusRequest.FromString,
+                    response_serializer=pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.StatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -605,6 +735,222 @@ class RuntimeService:
             '/runtime.v1.RuntimeService/ExecSync',
             pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.ExecSyncRequest.SerializeToString,
             pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.ExecSyncResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateContainerResources(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtime.v1.RuntimeService/UpdateContainerResources',
+            pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.UpdateContainerResourcesRequest.SerializeToString,
+            pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.UpdateContainerResourcesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReopenContainerLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtime.v1.RuntimeService/ReopenContainerLog',
+            pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.ReopenContainerLogRequest.SerializeToString,
+            pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.ReopenContainerLogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Exec(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtime.v1.RuntimeService/Exec',
+            pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.ExecRequest.SerializeToString,
+            pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.ExecResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Attach(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtime.v1.RuntimeService/Attach',
+            pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.AttachRequest.SerializeToString,
+            pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.AttachResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PortForward(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtime.v1.RuntimeService/PortForward',
+            pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.PortForwardRequest.SerializeToString,
+            pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.PortForwardResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ContainerStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtime.v1.RuntimeService/ContainerStats',
+            pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.ContainerStatsRequest.SerializeToString,
+            pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.ContainerStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListContainerStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtime.v1.RuntimeService/ListContainerStats',
+            pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.ListContainerStatsRequest.SerializeToString,
+            pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.ListContainerStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Status(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtime.v1.RuntimeService/Status',
+            pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.StatusRequest.SerializeToString,
+            pyk8s_dot_kubelet_dot_runtime_dot_cri__pb2.StatusResponse.FromString,
             options,
             channel_credentials,
             insecure,
