@@ -233,6 +233,127 @@ def agent(simulated: bool, nodes: int, kubeconfig: Path | None, server: str | No
     uvloop.run(run())
 
 
+@main.command()
+@click.option("--kubeconfig", type=click.Path(path_type=Path, exists=True), required=True)
+@click.option("--hostname-override", default="", help="This node's name (its Node object; default: the hostname).")
+@click.option("--cluster-cidr", default="", help="Pod addresses; traffic to a ClusterIP from anywhere else is "
+                                                 "masqueraded (k3s: 10.42.0.0/16).")
+@click.option("--service-cidr", default="10.43.0.0/16", show_default=True,
+              help="ClusterIP range: routed locally on this node, unallocated addresses in it dropped "
+                   '("" to leave routes alone).')
+@click.option("--nodeport-addresses", default="primary", show_default=True,
+              help='Where NodePorts answer: "primary" (the Node\'s addresses) or CIDRs ("0.0.0.0/0": every '
+                   "local address).")
+@click.option("--masquerade-all", is_flag=True, help="Masquerade all traffic to ClusterIPs.")
+@click.option("--min-sync-period", type=float, default=1.0, show_default=True,
+              help="Seconds between two rule syncs at least.")
+@click.option("--sync-period", type=float, default=30.0, show_default=True,
+              help="Seconds between syncs at most (and before a failed sync is retried).")
+@click.option("--healthz-bind-address", default="0.0.0.0:10256", show_default=True, help='"" to disable.')
+@click.option("--metrics-bind-address", default="127.0.0.1:10249", show_default=True, help='"" to disable.')
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def proxy(kubeconfig: Path, hostname_override: str, cluster_cidr: str, service_cidr: str, nodeport_addresses: str,
+          masquerade_all: bool, min_sync_period: float, sync_period: float, healthz_bind_address: str,
+          metrics_bind_address: str, verbose: bool) -> None:
+    """Route Service traffic on this node with nftables (kube-proxy's nftables mode)."""
+    import ipaddress
+    import socket
+
+    from .proxy.proxier import CommandError
+    from .proxy.server import ProxyOptions, run_proxy
+
+    _setup_logging(verbose)
+    for name, value in (("--cluster-cidr", cluster_cidr), ("--service-cidr", service_cidr)):
+        if value:
+            try:
+                ipaddress.IPv4Network(value, strict=False)
+            except ValueError as exc:
+                raise click.BadParameter(f"not an IPv4 CIDR: {exc}", param_hint=name) from None
+    if nodeport_addresses != "primary":
+        try:
+            [ipaddress.ip_network(cidr.strip(), strict=False) for cidr in nodeport_addresses.split(",")]
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--nodeport-addresses") from None
+    options = ProxyOptions(
+        kubeconfig=kubeconfig, node_name=hostname_override or socket.gethostname().lower(),
+        cluster_cidr=cluster_cidr, service_cidr=service_cidr, node_port_addresses=nodeport_addresses,
+        masquerade_all=masquerade_all, min_sync_period=min_sync_period, sync_period=sync_period,
+        healthz_bind_address=healthz_bind_address, metrics_bind_address=metrics_bind_address)
+    try:
+        uvloop.run(run_proxy(options))
+    except (CommandError, OSError) as exc:  # no nft or ip, not root, a port in use
+        raise click.ClickException(str(exc)) from None
+
+
+def _host_port(value: str, default_port: int, param: str) -> tuple[str, int]:
+    """`host`, `host:port` or `[v6]:port` → (host, port)."""
+    import ipaddress
+
+    host, port = value, default_port
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port = int(rest[1:]) if rest.startswith(":") else default_port
+    elif value.count(":") == 1:
+        host, _, text = value.partition(":")
+        port = int(text) if text.isdigit() else -1
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: not an IP address", param_hint=param) from None
+    if not 0 <= port <= 65535:
+        raise click.BadParameter(f"{value!r}: not a port", param_hint=param)
+    return host, port
+
+
+@main.command()
+@click.option("--kubeconfig", type=click.Path(path_type=Path, exists=True), required=True)
+@click.option("--bind", default="127.0.0.1:53", show_default=True,
+              help="Address and port to answer on (UDP and TCP; port 0 picks a free one).")
+@click.option("--cluster-domain", default="cluster.local", show_default=True)
+@click.option("--cluster-dns", default="10.43.0.10", show_default=True,
+              help="The kube-system/kube-dns Service's ClusterIP (and the zone's ns.dns address).")
+@click.option("--upstream", multiple=True,
+              help="Resolver for other names, host[:port]; repeatable (default: the nameservers of --resolv-conf).")
+@click.option("--resolv-conf", type=click.Path(path_type=Path), default=Path("/etc/resolv.conf"), show_default=True)
+@click.option("--publish-service/--no-publish-service", default=True, show_default=True,
+              help="Create the kube-dns Service and publish this server as its endpoint.")
+@click.option("--advertise-address", default="", help="Address published as the endpoint (default: --bind's).")
+@click.option("--hostname-override", default="", help="This node's name, for the endpoint's nodeName.")
+@click.option("--metrics-bind-address", default="127.0.0.1:9153", show_default=True,
+              help='/metrics, /health and /ready ("" to disable).')
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def dns(kubeconfig: Path, bind: str, cluster_domain: str, cluster_dns: str, upstream: tuple[str, ...],
+        resolv_conf: Path, publish_service: bool, advertise_address: str, hostname_override: str,
+        metrics_bind_address: str, verbose: bool) -> None:
+    """Serve cluster DNS (the Kubernetes DNS specification, as CoreDNS does)."""
+    import asyncio
+
+    from .dns.forward import resolvers_from
+    from .dns.main import DNSOptions, published_address, run_dns
+
+    _setup_logging(verbose)
+    host, port = _host_port(bind, 53, "--bind")
+    upstreams = tuple(_host_port(u, 53, "--upstream") for u in upstream) or tuple(resolvers_from(resolv_conf))
+    if advertise_address:
+        _host_port(advertise_address, 0, "--advertise-address")
+    _host_port(cluster_dns, 53, "--cluster-dns")
+    options = DNSOptions(kubeconfig=kubeconfig, bind_host=host, bind_port=port, cluster_domain=cluster_domain,
+                         cluster_dns_ip=cluster_dns, upstreams=upstreams, publish=publish_service,
+                         advertise_address=advertise_address, node_name=hostname_override,
+                         metrics_bind_address=metrics_bind_address)
+    if publish_service:
+        try:
+            published_address(options)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--advertise-address") from None
+    try:
+        uvloop.run(run_dns(options))
+    except asyncio.CancelledError:  # SIGTERM/SIGINT: the server has withdrawn its endpoint and stopped
+        pass
+    except OSError as exc:  # the DNS port is taken, or needs root
+        raise click.ClickException(f"cannot serve DNS on {bind}: {exc}") from None
+
+
 @main.group()
 def token() -> None:
     """Manage bootstrap tokens that let agents join (kube-system Secrets, through the API)."""

@@ -12,6 +12,10 @@ service-account credentials yet (documented in docs/security.md):
   without subjects and lets the node authorizer grant node rights);
 - `pyk8s:kube-controller-manager:<controller>` ClusterRoleBindings give the
   kube-controller-manager's own identity the role of every controller it runs.
+
+Cluster DNS is a node process here, not a CoreDNS pod: the `system:coredns` ClusterRole (from CoreDNS's
+manifests) is bound to the `system:coredns` user as well as CoreDNS's service account, and the
+`pyk8s:dns-registration` Role lets that user publish itself as `kube-system/kube-dns`.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ KUBE_CONTROLLER_MANAGER = "system:kube-controller-manager"
 KUBE_SCHEDULER = "system:kube-scheduler"
 BOOTSTRAPPERS = "system:bootstrappers"
 CLUSTER_INFO_ROLE = "pyk8s:bootstrap-signer-clusterinfo"
+KUBE_PROXY = "system:kube-proxy"
+COREDNS = "system:coredns"
+DNS_REGISTRATION_ROLE = "pyk8s:dns-registration"
 
 READ = ("get", "list", "watch")
 WRITE = ("create", "update", "patch", "delete", "deletecollection")
@@ -301,6 +308,12 @@ def cluster_roles() -> list[dict]:
             rule(("list", "watch"), (DISCOVERY,), ("endpointslices",)),
         ]),
         cluster_role(KUBE_SCHEDULER, _kube_scheduler_rules()),
+        # Not upstream's bootstrap policy but the ClusterRole CoreDNS's own manifests install (k3s ships it too):
+        # what cluster DNS reads.
+        cluster_role(COREDNS, [
+            rule(("list", "watch"), (CORE,), ("endpoints", "services", "pods", "namespaces")),
+            rule(("list", "watch"), (DISCOVERY,), ("endpointslices",)),
+        ]),
     ]
 
 
@@ -312,9 +325,11 @@ def cluster_role_bindings() -> list[dict]:
         cluster_role_binding("system:basic-user", [group("system:authenticated")]),
         cluster_role_binding("system:public-info-viewer", [group("system:authenticated"),
                                                            group("system:unauthenticated")]),
-        cluster_role_binding("system:node-proxier", [user("system:kube-proxy")]),
+        cluster_role_binding("system:node-proxier", [user(KUBE_PROXY)]),
         cluster_role_binding(KUBE_CONTROLLER_MANAGER, [user(KUBE_CONTROLLER_MANAGER)]),
         cluster_role_binding("system:kube-dns", [service_account("kube-system", "kube-dns")]),
+        # pyk8s's DNS runs as a node process with the system:coredns identity (CoreDNS's service account too).
+        cluster_role_binding(COREDNS, [user(COREDNS), service_account("kube-system", "coredns")]),
         cluster_role_binding(KUBE_SCHEDULER, [user(KUBE_SCHEDULER)]),
         cluster_role_binding("system:volume-scheduler", [user(KUBE_SCHEDULER)]),
         # pyk8s: upstream leaves this binding without subjects (the node authorizer grants nodes their
@@ -528,6 +543,12 @@ def namespaced_roles() -> list[dict]:
         # a joining agent trusts them only once they match the CA hash in its join token.
         namespaced_role("kube-public", CLUSTER_INFO_ROLE, [rule(("get",), (CORE,), ("configmaps",),
                                                                 ("cluster-info",))]),
+        # pyk8s's DNS publishes itself as the kube-dns Service and its endpoints (it is not a pod, so no
+        # controller does that for it).
+        namespaced_role("kube-system", DNS_REGISTRATION_ROLE, [
+            rule(("get", "create", "update", "patch"), (CORE,), ("services", "endpoints")),
+            rule(("get", "create", "update", "patch", "delete"), (DISCOVERY,), ("endpointslices",)),
+        ]),
         namespaced_role("kube-public", "system:controller:bootstrap-signer", [
             rule(READ, (CORE,), ("configmaps",)),
             rule(("update",), (CORE,), ("configmaps",), ("cluster-info",)),
@@ -551,6 +572,7 @@ def namespaced_role_bindings() -> list[dict]:
                      [service_account("kube-system", "cloud-provider")]),
         role_binding("kube-system", "system:controller:token-cleaner",
                      [service_account("kube-system", "token-cleaner")]),
+        role_binding("kube-system", DNS_REGISTRATION_ROLE, [user(COREDNS)]),
         role_binding("kube-public", "system:controller:bootstrap-signer",
                      [service_account("kube-system", "bootstrap-signer")]),
         role_binding("kube-public", CLUSTER_INFO_ROLE, [user("system:anonymous")]),
