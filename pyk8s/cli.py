@@ -42,6 +42,13 @@ def main() -> None:
 @click.option("--token-file", type=click.Path(path_type=Path, exists=True), default=None,
               help="Static bearer tokens, CSV: token,user,uid,\"group1,group2\".")
 @click.option("--disable-agent", is_flag=True, help="Run no local node agent.")
+@click.option("--node-name", default="", help="The local node's name (default: the host name).")
+@click.option("--node-ip", default="", help="The local node's InternalIP (default: the advertise address).")
+@click.option("--container-runtime-endpoint", default=None,
+              help="The local node uses this CRI runtime instead of starting its own containerd.")
+@click.option("--kubelet-arg", multiple=True,
+              help="An extra `pyk8s agent` flag for the local node as key=value (e.g. cgroup-root=/pyk8s); "
+                   "repeatable.")
 @click.option("--simulated-nodes", type=int, default=0, help="Run N simulated nodes instead of the local agent.")
 @click.option("--simulated-node-capacity", default="cpu=32,memory=256Gi,pods=110", show_default=True)
 @click.option("--controllers", default="*", show_default=True, help="What the controller-manager runs.")
@@ -63,7 +70,9 @@ def main() -> None:
               help="Rotated audit log files to keep (0 = all).")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def server(data_dir: Path | None, https_port: int, bind_address: str, advertise_address: str,
-           token_file: Path | None, disable_agent: bool, simulated_nodes: int, simulated_node_capacity: str,
+           token_file: Path | None, disable_agent: bool, node_name: str, node_ip: str,
+           container_runtime_endpoint: str | None, kubelet_arg: tuple[str, ...], simulated_nodes: int,
+           simulated_node_capacity: str,
            controllers: str, disable_controller_manager: bool, disable_scheduler: bool, enable_admission_plugins: str,
            disable_admission_plugins: str, admission_control_config_file: Path | None,
            encryption_provider_config: Path | None, audit_policy_file: Path | None, audit_log_path: str | None,
@@ -89,9 +98,14 @@ def server(data_dir: Path | None, https_port: int, bind_address: str, advertise_
             load_policy(audit_policy_file)
         except PolicyError as exc:
             raise click.BadParameter(str(exc), param_hint="--audit-policy-file") from exc
+    for item in kubelet_arg:
+        if "=" not in item or not item.partition("=")[0].strip("-"):
+            raise click.BadParameter(f"expected key=value, got {item!r}", param_hint="--kubelet-arg")
     tune_gc()
     opts = ServerOptions(data_dir=data_dir or default_data_dir(), https_port=https_port, bind_address=bind_address,
                          advertise_address=advertise_address, token_file=token_file, disable_agent=disable_agent,
+                         node_name=node_name, node_ip=node_ip, container_runtime_endpoint=container_runtime_endpoint,
+                         kubelet_args=kubelet_arg,
                          simulated_nodes=simulated_nodes,
                          simulated_node_capacity=_parse_capacity(simulated_node_capacity),
                          controllers=controllers, disable_controller_manager=disable_controller_manager,
@@ -185,26 +199,54 @@ def scheduler(kubeconfig: Path, scheduler_name: str, leader_elect: bool, config_
 
 
 @main.command()
-@click.option("--simulated", is_flag=True, required=True,
-              help="Run simulated nodes (the real container runtime arrives with a later release).")
+@click.option("--simulated", is_flag=True,
+              help="Run simulated (kwok-style) nodes that run no containers, instead of this machine's real node.")
 @click.option("--nodes", type=int, default=1, show_default=True, help="How many simulated nodes.")
 @click.option("--kubeconfig", type=click.Path(path_type=Path, exists=True), default=None,
-              help="Credentials to run the nodes with (instead of joining with --server and --token).")
+              help="Credentials to run the node(s) with (instead of joining with --server and --token).")
 @click.option("--server", default=None, help="The apiserver to join, e.g. https://10.0.0.1:6443.")
 @click.option("--token", default=None, envvar="PYK8S_TOKEN",
               help="Join token (K10<CA hash>::<id>.<secret>, from the server's <data-dir>/token or "
                    "`pyk8s token create`); also read from $PYK8S_TOKEN.")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None,
-              help="Where a joining agent keeps its CA and kubeconfig (default: <the default data dir>/agent).")
+              help="The node's own files: credentials, containerd, pod volumes and logs "
+                   "(default: <the default data dir>/agent).")
 @click.option("--join-timeout", type=float, default=300, show_default=True,
               help="Seconds to wait for the node's certificate to be issued.")
-@click.option("--node-capacity", default="cpu=32,memory=256Gi,pods=110", show_default=True)
-@click.option("--name-prefix", default="sim-", show_default=True)
+@click.option("--node-name", default=None, help="The node's name (default: the host name).")
+@click.option("--node-ip", default="", help="The node's InternalIP (default: the first address of an interface "
+                                            "that is up).")
+@click.option("--container-runtime-endpoint", default=None,
+              help="An existing CRI runtime, e.g. unix:///run/containerd/containerd.sock (default: start the "
+                   "node's own containerd under the data dir).")
+@click.option("--cluster-dns", default="10.43.0.10", show_default=True,
+              help="Comma-separated DNS server addresses pods use.")
+@click.option("--cluster-domain", default="cluster.local", show_default=True, help="The cluster's DNS domain.")
+@click.option("--pod-cidr", default=None,
+              help="Pod CIDR to use when the controller-manager's node IPAM assigns none.")
+@click.option("--cgroup-root", default="/", show_default=True, help="Pod cgroups go under <root>/kubepods.")
+@click.option("--node-labels", default="", help="Labels to register the node with: key=value,...")
+@click.option("--max-pods", type=click.IntRange(min=1), default=110, show_default=True)
+@click.option("--tls-cert-file", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="The kubelet's serving certificate (default: requested through a kubelet-serving CSR).")
+@click.option("--tls-private-key-file", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None)
+@click.option("--client-ca-file", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="CA for clients of the kubelet port (default: the cluster CA from the kubeconfig).")
+@click.option("--node-capacity", default="cpu=32,memory=256Gi,pods=110", show_default=True,
+              help="Capacity of each simulated node.")
+@click.option("--name-prefix", default="sim-", show_default=True, help="Name prefix of simulated nodes.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def agent(simulated: bool, nodes: int, kubeconfig: Path | None, server: str | None, token: str | None,
-          data_dir: Path | None, join_timeout: float, node_capacity: str, name_prefix: str, verbose: bool) -> None:
-    """Join nodes to a cluster."""
-    from .kubelet.simulated import SIMULATED_NODE_NAME, run_simulated_agent
+          data_dir: Path | None, join_timeout: float, node_name: str | None, node_ip: str,
+          container_runtime_endpoint: str | None, cluster_dns: str, cluster_domain: str, pod_cidr: str | None,
+          cgroup_root: str, node_labels: str, max_pods: int, tls_cert_file: Path | None,
+          tls_private_key_file: Path | None, client_ca_file: Path | None, node_capacity: str, name_prefix: str,
+          verbose: bool) -> None:
+    """Run this machine's node (real containers through containerd), or simulated nodes, joined to a cluster."""
+    import ipaddress
+
+    from .kubelet.agent import default_node_name
+    from .kubelet.simulated import SIMULATED_NODE_NAME
     from .kubelet.tlsbootstrap import JoinError, join
     from .server.jointoken import JoinTokenError, parse_join_token
 
@@ -213,22 +255,64 @@ def agent(simulated: bool, nodes: int, kubeconfig: Path | None, server: str | No
         raise click.UsageError("give --kubeconfig, or --server and --token to join")
     if kubeconfig is not None and (server or token):
         raise click.UsageError("--kubeconfig and --server/--token are alternatives")
+    if (tls_cert_file is None) != (tls_private_key_file is None):
+        raise click.UsageError("--tls-cert-file and --tls-private-key-file go together")
+    if pod_cidr:
+        try:
+            pod_cidr = str(ipaddress.ip_network(pod_cidr, strict=False))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--pod-cidr") from None
+    if node_ip:
+        try:
+            ipaddress.ip_address(node_ip)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--node-ip") from None
     capacity = _parse_capacity(node_capacity)
+    labels = {}
+    for item in filter(None, node_labels.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected key=value, got {item!r}", param_hint="--node-labels")
+        labels[key.strip()] = value.strip()
+    name = (node_name or default_node_name()).lower()
+    node_dir = data_dir or default_data_dir() / "agent"
     tune_gc()
 
+    async def credentials() -> Path:
+        if kubeconfig is not None:
+            return kubeconfig
+        try:
+            join_token = parse_join_token(token or "")
+        except JoinTokenError as exc:
+            raise click.BadParameter(str(exc), param_hint="--token") from None
+        try:
+            return await join(server or "", join_token, SIMULATED_NODE_NAME if simulated else name, node_dir,
+                              timeout=join_timeout)
+        except JoinError as exc:
+            raise click.ClickException(str(exc)) from None
+
     async def run() -> None:
-        path = kubeconfig
-        if path is None:
-            try:
-                join_token = parse_join_token(token or "")
-            except JoinTokenError as exc:
-                raise click.BadParameter(str(exc), param_hint="--token") from None
-            try:
-                path = await join(server or "", join_token, SIMULATED_NODE_NAME,
-                                  data_dir or default_data_dir() / "agent", timeout=join_timeout)
-            except JoinError as exc:
-                raise click.ClickException(str(exc)) from None
-        await run_simulated_agent(path, nodes, capacity, name_prefix)
+        path = await credentials()
+        if simulated:
+            from .kubelet.simulated import run_simulated_agent
+
+            await run_simulated_agent(path, nodes, capacity, name_prefix)
+            return
+        from .client import ConfigError
+        from .kubelet.agent import AgentOptions, run_agent
+        from .kubelet.runtime.containerd import ContainerdError
+        from .kubelet.runtime.cri import CRIError
+
+        options = AgentOptions(
+            data_dir=node_dir, kubeconfig=path, node_name=name, node_ip=node_ip,
+            container_runtime_endpoint=container_runtime_endpoint,
+            cluster_dns=[ip.strip() for ip in cluster_dns.split(",") if ip.strip()], cluster_domain=cluster_domain,
+            pod_cidr=pod_cidr, cgroup_root=cgroup_root, node_labels=labels, max_pods=max_pods,
+            tls_cert_file=tls_cert_file, tls_private_key_file=tls_private_key_file, client_ca_file=client_ca_file)
+        try:
+            await run_agent(options, _stop_on_signals())
+        except (ContainerdError, CRIError, ConfigError) as exc:
+            raise click.ClickException(f"node {name}: {exc}") from None
 
     uvloop.run(run())
 
@@ -353,6 +437,17 @@ def dns(kubeconfig: Path, bind: str, cluster_domain: str, cluster_dns: str, upst
     except OSError as exc:  # the DNS port is taken, or needs root
         raise click.ClickException(f"cannot serve DNS on {bind}: {exc}") from None
 
+def _stop_on_signals():
+    """An event set by SIGTERM or SIGINT, so a long-running command stops cleanly."""
+    import asyncio
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
 
 @main.group()
 def token() -> None:
@@ -451,7 +546,8 @@ def images() -> None:
 @images.command("import")
 @click.argument("archive", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None,
-              help="The node's data dir, whose containerd receives the image (default as for `pyk8s server`).")
+              help="The node's data dir, whose containerd receives the image (default as for `pyk8s agent`: "
+                   "<the default data dir>/agent, where `pyk8s server` keeps its own node).")
 def images_import(archive: Path, data_dir: Path | None) -> None:
     """Load an OCI or `docker save` archive into the node's containerd, where pods can use it."""
     import asyncio
@@ -459,7 +555,10 @@ def images_import(archive: Path, data_dir: Path | None) -> None:
     from .kubelet.runtime.containerd import ContainerdConfig, ContainerdError, configured_snapshotter
     from .kubelet.runtime.images import ImageImportError, import_archive
 
-    config = ContainerdConfig(data_dir=data_dir or default_data_dir())
+    node_dir = data_dir or default_data_dir() / "agent"
+    if not (node_dir / "containerd").is_dir() and (node_dir / "agent" / "containerd").is_dir():
+        node_dir = node_dir / "agent"  # the server's data dir was given: its own node lives in agent/
+    config = ContainerdConfig(data_dir=node_dir)
     try:
         snapshotter = configured_snapshotter(config.data_dir)
         if not config.socket.exists():

@@ -16,8 +16,9 @@ command -v git >/dev/null || need_apt+=(git)
 if [ ${#need_apt[@]} -gt 0 ]; then need_apt+=(python3-dev gcc); fi
 
 # A real node (kubelet) runs containers through its own containerd with runc, CNI plugins for pod networks,
-# and busybox-static to build the pause image locally. Installed as root where apt exists; elsewhere, say so.
-node_packages=(containerd runc containernetworking-plugins busybox-static)
+# busybox-static to build the pause image locally, nftables for Service rules and iproute2 (`ip`) for node
+# networking. Installed as root where apt exists; elsewhere, say so.
+node_packages=(containerd runc containernetworking-plugins busybox-static nftables iproute2)
 missing_node=()
 for pkg in "${node_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing_node+=("$pkg")

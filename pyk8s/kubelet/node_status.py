@@ -17,6 +17,9 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from fractions import Fraction
+
+from pyk8s.api.quantity import BINARY_SI, canonical
 
 KUBELET_VERSION = "v1.32.0-pyk8s-sim"
 CONTAINER_RUNTIME_VERSION = "simulated://1.0"
@@ -262,3 +265,171 @@ class PodIPAllocator:
             return
         if address in self.network:
             self._used.discard(int(address) - int(self.network.network_address))
+
+
+# ---- real nodes --------------------------------------------------------------------------------
+# A real node reports what its host has and how healthy it is; the builders below turn those facts into
+# the Node's status the way upstream's setters do (pkg/kubelet/nodestatus/setters.go). Reading the host
+# and the runtime is pyk8s.kubelet.node's job.
+
+REAL_KUBELET_VERSION = "v1.32.0+pyk8s"  # the apiserver's gitVersion: kubectl compares the two
+DEFAULT_MAX_PODS = 110
+# Upstream's nodeStatusMaxImages and MaxNamesPerImageInNodeStatus.
+MAX_IMAGES_IN_NODE_STATUS = 50
+MAX_NAMES_PER_IMAGE = 5
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class EvictionThresholds:
+    """The kubelet's hard eviction thresholds: upstream's Linux defaults (memory.available<100Mi,
+    nodefs.available<10%, imagefs.available<15%). Upstream sets no default for pid.available; pyk8s
+    reports PIDPressure below 5% of pid_max left so a fork bomb shows on the node."""
+
+    memory_available_bytes: int = 100 * MiB
+    nodefs_available: float = 0.10
+    imagefs_available: float = 0.15
+    pid_available: float = 0.05
+
+
+@dataclass(frozen=True)
+class HostCapacity:
+    """What the machine has: CPUs, memory (bytes, hugepages excluded), hugepages per page size
+    (resource name → bytes), the node filesystem's size (bytes), and the pod limit."""
+
+    cpu: int
+    memory: int
+    ephemeral_storage: int
+    hugepages: Mapping[str, int] = field(default_factory=dict)
+    pods: int = DEFAULT_MAX_PODS
+
+
+def _bytes_quantity(value: int) -> str:
+    return canonical(Fraction(max(value, 0)), BINARY_SI)
+
+
+def capacity_and_allocatable(host: HostCapacity, thresholds: EvictionThresholds) -> tuple[dict, dict]:
+    """status.capacity and status.allocatable. As upstream with no kube/system reservations:
+    allocatable = capacity minus the hard eviction thresholds (memory.available, nodefs.available)."""
+    capacity = {"cpu": str(host.cpu), "ephemeral-storage": _bytes_quantity(host.ephemeral_storage),
+                **{name: _bytes_quantity(size) for name, size in host.hugepages.items()},
+                "memory": _bytes_quantity(host.memory), "pods": str(host.pods)}
+    storage_reserved = int(host.ephemeral_storage * thresholds.nodefs_available)
+    allocatable = {**capacity,
+                   "ephemeral-storage": _bytes_quantity(host.ephemeral_storage - storage_reserved),
+                   "memory": _bytes_quantity(host.memory - thresholds.memory_available_bytes)}
+    return capacity, allocatable
+
+
+@dataclass(frozen=True)
+class NodeSignals:
+    """The eviction manager's signals, as measured now (bytes and process counts)."""
+
+    memory_available: int
+    nodefs_available: int
+    nodefs_capacity: int
+    imagefs_available: int
+    imagefs_capacity: int
+    pids_available: int
+    pid_max: int
+
+
+def under_pressure(signals: NodeSignals, thresholds: EvictionThresholds) -> dict[str, bool]:
+    """Which pressure conditions the signals cross right now (condition type → True when under pressure)."""
+
+    def short(available: int, capacity: int, fraction: float) -> bool:
+        return capacity > 0 and available < capacity * fraction
+
+    return {
+        "MemoryPressure": signals.memory_available < thresholds.memory_available_bytes,
+        "DiskPressure": short(signals.nodefs_available, signals.nodefs_capacity, thresholds.nodefs_available)
+        or short(signals.imagefs_available, signals.imagefs_capacity, thresholds.imagefs_available),
+        "PIDPressure": short(signals.pids_available, signals.pid_max, thresholds.pid_available),
+    }
+
+
+# condition type → ((reason, message) without pressure, (reason, message) under pressure), upstream's texts.
+PRESSURE_CONDITIONS = {
+    "MemoryPressure": (("KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+                       ("KubeletHasInsufficientMemory", "kubelet has insufficient memory available")),
+    "DiskPressure": (("KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+                     ("KubeletHasDiskPressure", "kubelet has disk pressure")),
+    "PIDPressure": (("KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+                    ("KubeletHasInsufficientPID", "kubelet has insufficient PID available")),
+}
+READY_REASON, READY_MESSAGE = "KubeletReady", "kubelet is posting ready status"
+NOT_READY_REASON = "KubeletNotReady"
+# The runtime-state errors upstream's kubelet reports in the Ready condition's message.
+RUNTIME_DOWN = "container runtime is down"
+NETWORK_NOT_READY = ("container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady "
+                     "message:Network plugin returns error: cni plugin not initialized")
+
+
+def ready_message(errors: list[str]) -> str:
+    """Upstream joins the runtime errors as a Go error aggregate: one error alone, several as [a, b]."""
+    return errors[0] if len(errors) == 1 else "[" + ", ".join(errors) + "]"
+
+
+def real_node_conditions(pressure: Mapping[str, bool], runtime_errors: list[str], now: float,
+                         previous: list[dict] | None = None) -> list[dict]:
+    """MemoryPressure, DiskPressure, PIDPressure and Ready (last, as upstream), heartbeat `now`; a
+    condition whose status did not change keeps its lastTransitionTime."""
+    before = {c.get("type"): c for c in previous or []}
+    stamp = rfc3339(now)
+
+    def condition(type_: str, status: str, reason: str, message: str) -> dict:
+        old = before.get(type_)
+        transition = old.get("lastTransitionTime") if old and old.get("status") == status else None
+        return {"type": type_, "status": status, "lastHeartbeatTime": stamp, "lastTransitionTime": transition or stamp,
+                "reason": reason, "message": message}
+
+    conditions = []
+    for type_, texts in PRESSURE_CONDITIONS.items():
+        active = bool(pressure.get(type_))
+        reason, message = texts[active]
+        conditions.append(condition(type_, "True" if active else "False", reason, message))
+    if runtime_errors:
+        conditions.append(condition("Ready", "False", NOT_READY_REASON, ready_message(runtime_errors)))
+    else:
+        conditions.append(condition("Ready", "True", READY_REASON, READY_MESSAGE))
+    return conditions
+
+
+def node_images(images: list[tuple[list[str], int]]) -> list[dict]:
+    """status.images from (names, size) pairs: biggest first, at most 50 images and 5 names each, as
+    upstream; names are the repo digests, then the tags."""
+    ordered = sorted((item for item in images if item[0]), key=lambda item: item[1], reverse=True)
+    return [{"names": names[:MAX_NAMES_PER_IMAGE], "sizeBytes": size}
+            for names, size in ordered[:MAX_IMAGES_IN_NODE_STATUS]]
+
+
+def real_node_status(*, capacity: Mapping[str, str], allocatable: Mapping[str, str], conditions: list[dict],
+                     addresses: list[dict], node_info: Mapping[str, str], images: list[dict],
+                     kubelet_port: int = KUBELET_PORT) -> dict:
+    return {"capacity": dict(capacity), "allocatable": dict(allocatable), "conditions": conditions,
+            "addresses": addresses, "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}},
+            "nodeInfo": dict(node_info), "images": images}
+
+
+def node_addresses(internal_ip: str, hostname: str) -> list[dict]:
+    return [{"type": "InternalIP", "address": internal_ip}, {"type": "Hostname", "address": hostname}]
+
+
+def real_node_labels(name: str, architecture: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    return {"beta.kubernetes.io/arch": architecture, "beta.kubernetes.io/os": "linux",
+            "kubernetes.io/arch": architecture, "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+            **(extra or {})}
+
+
+def real_node_object(name: str, labels: Mapping[str, str], status: Mapping) -> dict:
+    """The Node a real kubelet registers; attach/detach is the controller-manager's, as upstream's default."""
+    return {"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": dict(labels),
+                         "annotations": {"node.alpha.kubernetes.io/ttl": "0",
+                                         "volumes.kubernetes.io/controller-managed-attach-detach": "true"}},
+            "spec": {}, "status": dict(status)}
+
+
+def real_status_needs_update(reported: Mapping | None, desired: Mapping) -> bool:
+    """As status_needs_update, and the image list too (upstream compares the whole status)."""
+    return status_needs_update(reported, desired) or (reported or {}).get("images") != desired.get("images")

@@ -1,13 +1,15 @@
-"""`pyk8s server`: the all-in-one control plane on one machine (today: the apiserver on SQLite).
+"""`pyk8s server`: the all-in-one cluster on one machine, like k3s.
 
-It prepares the data dir (PKI, kubeconfig, database), serves until SIGTERM/SIGINT and
-then stops cleanly. Later components (scheduler, controllers, the local agent) are
-supervised from here as child processes.
+It prepares the data dir (PKI, kubeconfig, database), runs the apiserver on SQLite, supervises
+the controller-manager, the scheduler and this machine's own node (`pyk8s agent` with real
+containers, or simulated nodes with --simulated-nodes N) as child processes, serves until
+SIGTERM/SIGINT and then stops cleanly.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import os
@@ -25,13 +27,16 @@ from ..apiserver.audit import auditor_from_flags
 from ..apiserver.authn import Authenticator
 from ..apiserver.node_proxy import KubeletClientConfig
 from ..client import APIClient, ClientConfig
+from ..kubelet.node_status import fallback_pod_cidr
+from ..kubelet.paths import KubeletPaths
 from ..kubelet.simulated import SIMULATED_NODE_NAME
 from ..store.base import Store
 from ..store.encryption import DecryptionError, EncryptingStore, load_encryption_config
 from ..store.sqlite import SQLiteStore
 from .jointoken import ensure_server_token, publish_cluster_info
 from .kubeconfig import load_token_file, write_kubeconfig
-from .pki import PKI, ensure_pki, server_ssl_context
+from .kubeletserving import KubeletServingApprover
+from .pki import PKI, ensure_pki, server_ssl_context, write_atomic
 from .supervisor import Supervisor
 
 log = logging.getLogger("pyk8s.server")
@@ -53,6 +58,13 @@ class ServerOptions:
     service_cidr: str = "10.43.0.0/16"
     cluster_cidr: str = "10.42.0.0/16"
     disable_agent: bool = False
+    # The local node (unless disable_agent or simulated_nodes): its name (default: the host name), InternalIP
+    # (default: the advertise address), an existing CRI runtime instead of its own containerd, and extra agent
+    # flags given as key=value (k3s's --kubelet-arg), e.g. "cgroup-root=/pyk8s".
+    node_name: str = ""
+    node_ip: str = ""
+    container_runtime_endpoint: str | None = None
+    kubelet_args: tuple[str, ...] = ()
     simulated_nodes: int = 0
     simulated_node_capacity: dict[str, str] = field(default_factory=dict)
     controllers: str = "*"
@@ -100,7 +112,7 @@ def _component_kubeconfig(opts: ServerOptions, pki: PKI, server_url: str, name: 
     return path
 
 
-def _components(opts: ServerOptions, pki: PKI, server_url: str) -> Supervisor:
+def _components(opts: ServerOptions, pki: PKI, server_url: str, advertise: str) -> Supervisor:
     """The child processes `pyk8s server` runs beside the apiserver."""
     supervisor = Supervisor()
     logs = opts.data_dir / "logs"
@@ -131,9 +143,47 @@ def _components(opts: ServerOptions, pki: PKI, server_url: str) -> Supervisor:
                                            "--kubeconfig", str(kubeconfig), *(["--node-capacity", capacity]
                                                                               if capacity else []), *verbose],
                        log_path=logs / "simulated-nodes.log")
+    elif not opts.disable_agent and os.geteuid() != 0 and not opts.container_runtime_endpoint:
+        log.warning("no local node: running containers needs root (containerd, runc, cgroups); run as root, give "
+                    "--container-runtime-endpoint, or use --simulated-nodes N")
     elif not opts.disable_agent:
-        log.info("no local node yet: the real node agent arrives with a later release (use --simulated-nodes N)")
+        supervisor.add("agent", [*cli, "agent", *_agent_args(opts, pki, server_url, advertise), *verbose],
+                       log_path=logs / "agent.log")
     return supervisor
+
+
+def local_node_name(opts: ServerOptions) -> str:
+    return (opts.node_name or socket.gethostname()).lower()
+
+
+def _agent_args(opts: ServerOptions, pki: PKI, server_url: str, advertise: str) -> list[str]:
+    """`pyk8s agent` flags for this machine's own node: its identity (system:node:<name> in system:nodes) and
+    kubelet serving certificate come from the cluster PKI, its files live under <data-dir>/agent."""
+    name = local_node_name(opts)
+    node_ip = opts.node_ip or advertise
+    kubeconfig = _component_kubeconfig(opts, pki, server_url, "agent", f"system:node:{name}", ["system:nodes"])
+    paths = KubeletPaths(opts.data_dir / "agent")
+    paths.pki.mkdir(parents=True, exist_ok=True)
+    cert, key = pki.issue_serving_cert(f"system:node:{name}", ["system:nodes"],
+                                       sorted({name, socket.gethostname().lower(), "localhost"}),
+                                       sorted({node_ip, "127.0.0.1"}))
+    write_atomic(paths.pki / "kubelet.key", key, 0o600)
+    write_atomic(paths.pki / "kubelet.crt", cert, 0o644)
+    cluster_dns = str(ipaddress.ip_network(opts.service_cidr).network_address + 10)
+    args = ["--kubeconfig", str(kubeconfig), "--data-dir", str(paths.data_dir), "--node-name", name,
+            "--node-ip", node_ip, "--cluster-dns", cluster_dns,
+            # Used only if the node IPAM controller assigns no pod CIDR (the controller-manager is off).
+            "--pod-cidr", fallback_pod_cidr(opts.cluster_cidr, 0, 1),
+            "--tls-cert-file", str(paths.pki / "kubelet.crt"), "--tls-private-key-file", str(paths.pki / "kubelet.key"),
+            "--client-ca-file", str(pki.ca_cert),
+            # As k3s labels its server nodes.
+            "--node-labels", "node-role.kubernetes.io/control-plane=true,node-role.kubernetes.io/master=true"]
+    if opts.container_runtime_endpoint:
+        args += ["--container-runtime-endpoint", opts.container_runtime_endpoint]
+    for item in opts.kubelet_args:
+        flag, _, value = item.partition("=")
+        args += [f"--{flag.removeprefix('--')}", value]
+    return args
 
 
 def _host(address: str) -> str:
@@ -150,6 +200,15 @@ async def _prepare_join(data_dir: Path, admin_kubeconfig: Path, server_url: str,
              server_url, data_dir / "token")
     if sys.stdout.isatty():
         print(f"join token: {token}", flush=True)  # noqa: T201 - the command's own output
+
+
+async def _approve_kubelet_serving(admin_kubeconfig: Path) -> None:
+    """Approve joined nodes' kubelet serving certificates for as long as the server runs."""
+    try:
+        async with APIClient(ClientConfig.from_kubeconfig(admin_kubeconfig)) as client:
+            await KubeletServingApprover(client).run()
+    except Exception:  # never take the server down with it: requests then wait for an administrator
+        log.exception("approving kubelet serving certificates stopped")
 
 
 async def run_server(opts: ServerOptions, *, ready: asyncio.Event | None = None,
@@ -200,8 +259,9 @@ async def run_server(opts: ServerOptions, *, ready: asyncio.Event | None = None,
         write_kubeconfig(kubeconfig, f"https://{local}:{server.port}", pki.ca_cert.read_bytes(),
                          pki.admin_cert.read_bytes(), pki.admin_key.read_bytes())
         await _prepare_join(data_dir, kubeconfig, f"https://{_host(advertise)}:{server.port}", pki.ca_pem())
-        supervisor = _components(opts, pki, f"https://{local}:{server.port}")
+        supervisor = _components(opts, pki, f"https://{local}:{server.port}", advertise)
         await supervisor.start()
+        serving_approver = asyncio.create_task(_approve_kubelet_serving(kubeconfig), name="kubelet-serving")
         log.info("cluster ready: kubeconfig written to %s (apiserver https://%s:%d)", kubeconfig, local,
                  server.port)
         if ready is not None:
@@ -215,6 +275,9 @@ async def run_server(opts: ServerOptions, *, ready: asyncio.Event | None = None,
                 pass
         await stop.wait()
         log.info("stopping")
+        serving_approver.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving_approver
         await supervisor.stop()
     finally:
         await server.stop()

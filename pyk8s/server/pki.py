@@ -221,6 +221,20 @@ class PKI:
         cert = _issue_leaf(ca_cert, ca_key, key, _name(cn, groups), server=False)
         return _cert_pem(cert), _key_pem(key)
 
+    def issue_serving_cert(self, cn: str, groups: list[str], hostnames: list[str],
+                           ips: list[str]) -> tuple[bytes, bytes]:
+        """A fresh key and a serving certificate for the given names and addresses (the local node's
+        kubelet port, which `pyk8s server` certifies itself, as k3s's server does), as PEM (cert, key)."""
+        pair = _load_pair(self.ca_cert, self.ca_key)
+        if pair is None:
+            raise RuntimeError(f"cluster CA in {self.dir} is missing or unreadable")
+        ca_cert, ca_key = pair
+        key = _new_key()
+        sans = [*(x509.DNSName(n) for n in dict.fromkeys(hostnames)),
+                *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in dict.fromkeys(ips))]
+        cert = _issue_leaf(ca_cert, ca_key, key, _name(cn, groups), server=True, sans=sans)
+        return _cert_pem(cert), _key_pem(key)
+
 
 def ensure_pki(data_dir: Path, *, hostnames: list[str], ips: list[str]) -> PKI:
     """Create whatever is missing under `<data_dir>/tls/` and return the paths.

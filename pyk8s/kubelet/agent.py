@@ -1,0 +1,336 @@
+"""One real node: the composition `pyk8s agent` (and `pyk8s server`'s own node) runs.
+
+Start-up order, and why:
+1. the container runtime: the node's own supervised containerd under `<data-dir>/containerd` (pause image
+   imported), or an existing CRI runtime at --container-runtime-endpoint, which is left alone;
+2. the API clients: one for pod traffic, one for heartbeats (Lease and node status), so heartbeats never
+   wait behind pod work;
+3. registration: the Node is created (or adopted) with its real capacity, nodeInfo and conditions; the
+   Lease and status loops start;
+4. the pod network: the node's spec.podCIDR (from the node IPAM controller, else --pod-cidr) goes into
+   containerd's CNI config (containerd reloads it); until then the node reports NotReady with upstream's
+   "cni plugin not initialized" message and runs no pods;
+5. the pod side: VolumeManager, Kubelet and the KubeletServer on port 10250.
+On SIGTERM everything stops in reverse; containerd is stopped by its PID (its containers live on in their
+shims, as with upstream's kubelet restarts, and are re-adopted on the next start).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import ipaddress
+import logging
+import os
+import signal
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from ..client import APIClient, ClientConfig, EventRecorder
+from .node import LeaseController, NodeConfig, NodeRegistration, NodeStatusSource, node_reference
+from .node_status import DEFAULT_MAX_PODS, KUBELET_PORT, EvictionThresholds
+from .paths import KubeletPaths
+from .runtime.containerd import DEFAULT_SANDBOX_IMAGE, Containerd, ContainerdConfig
+from .runtime.cri import CRIClient
+
+log = logging.getLogger("pyk8s.kubelet.agent")
+
+COMPONENT = "kubelet"
+# Interfaces that belong to pods or overlays, never the node's own address.
+_POD_INTERFACE_PREFIXES = ("cni", "veth", "flannel", "cali", "docker", "kube-", "lo")
+
+
+def default_node_ip() -> str:
+    """The node's InternalIP when --node-ip is not given: the first IPv4 address on an interface that is
+    up and not loopback or a pod network; 127.0.0.1 on a machine with no other address."""
+    stats = psutil.net_if_stats()
+    for name, addresses in sorted(psutil.net_if_addrs().items()):
+        if name.startswith(_POD_INTERFACE_PREFIXES) or not (stats.get(name) and stats[name].isup):
+            continue
+        for address in addresses:
+            if address.family == socket.AF_INET and not ipaddress.ip_address(address.address).is_loopback:
+                return address.address
+    return "127.0.0.1"
+
+
+def default_node_name() -> str:
+    """The host name, lower-cased as a node name must be (upstream's --hostname-override default)."""
+    return socket.gethostname().lower()
+
+
+@dataclass
+class AgentOptions:
+    data_dir: Path  # the node's own directory: containerd, kubelet files, pod logs
+    kubeconfig: Path  # the node's credentials (system:node:<name> in system:nodes)
+    node_name: str = field(default_factory=default_node_name)
+    node_ip: str = ""
+    container_runtime_endpoint: str | None = None  # None: start our own containerd
+    sandbox_image: str = DEFAULT_SANDBOX_IMAGE
+    cluster_dns: list[str] = field(default_factory=lambda: ["10.43.0.10"])
+    cluster_domain: str = "cluster.local"
+    pod_cidr: str | None = None  # used when no node IPAM controller assigns one
+    cgroup_root: str = "/"
+    kubelet_port: int = KUBELET_PORT
+    max_pods: int = DEFAULT_MAX_PODS
+    node_labels: dict[str, str] = field(default_factory=dict)
+    # The kubelet's serving certificate; None: requested through a kubelet-serving CSR (join mode).
+    tls_cert_file: Path | None = None
+    tls_private_key_file: Path | None = None
+    client_ca_file: Path | None = None  # CA that signs clients of the kubelet port; default: the kubeconfig's
+    pod_cidr_wait: float = 30.0
+
+    def __post_init__(self) -> None:
+        self.node_ip = self.node_ip or default_node_ip()
+
+    @property
+    def cgroup_parent(self) -> str:
+        """Where pod cgroups go: <cgroup-root>/kubepods, as upstream's cgroupfs driver names it."""
+        return f"{self.cgroup_root.rstrip('/')}/kubepods"
+
+
+# ---- MERGE SEAM (remove at merge) -------------------------------------------------------------------
+# The pod side (pyk8s.kubelet.kubelet, .volumes, .server) is being written in parallel branches for
+# issue #6. Until they are merged this branch runs the node without it; at merge delete this function
+# and its one use in Agent._start_pod_side.
+def _missing_pod_side() -> str | None:
+    for module in ("pyk8s.kubelet.kubelet", "pyk8s.kubelet.volumes", "pyk8s.kubelet.server"):
+        if importlib.util.find_spec(module) is None:
+            return module
+    return None
+# ---- END MERGE SEAM ---------------------------------------------------------------------------------
+
+
+def containerd_processes(config: ContainerdConfig) -> list[int]:
+    """PIDs of containerd processes running with this node's config (its path is unique to the data dir)."""
+    config_path = str(config.home / "config.toml").encode()
+    pids = []
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        argv = process.info.get("cmdline") or []
+        if argv and argv[0].endswith("containerd") and config_path in (arg.encode() for arg in argv):
+            pids.append(process.info["pid"])
+    return pids
+
+
+async def stop_stale_containerd(config: ContainerdConfig, grace: float = 10.0) -> None:
+    """Stop a containerd an earlier run of this agent left running (that agent was killed): two containerds on
+    one root would fight over it. Its containers live on in their shims and the new containerd adopts them."""
+    for pid in containerd_processes(config):
+        log.warning("stopping containerd pid %d left running by an earlier agent", pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while psutil.pid_exists(pid) and loop.time() < deadline:
+            await asyncio.sleep(0.1)
+        if psutil.pid_exists(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+class Agent:
+    """A running node. `await agent.start()`, then `await agent.stop()` (also on failure)."""
+
+    def __init__(self, options: AgentOptions) -> None:
+        self.options = options
+        self.paths = KubeletPaths(options.data_dir)
+        self.containerd: Containerd | None = None
+        self.runtime: CRIClient | None = None
+        self.client: APIClient | None = None
+        self.heartbeat_client: APIClient | None = None
+        self.registration: NodeRegistration | None = None
+        self.lease: LeaseController | None = None
+        self.recorder: EventRecorder | None = None
+        self.pod_cidr: str | None = None
+        self.network_ready = False
+        self.kubelet_server = None
+        self._tasks: list[asyncio.Task] = []
+
+    # ---- start ----
+
+    async def start(self) -> None:
+        opts = self.options
+        for directory in (opts.data_dir, self.paths.pods, self.paths.pod_logs, self.paths.pki):
+            directory.mkdir(parents=True, exist_ok=True)
+        endpoint = opts.container_runtime_endpoint
+        if endpoint is None:
+            self.containerd = Containerd(ContainerdConfig(data_dir=opts.data_dir, sandbox_image=opts.sandbox_image,
+                                                          pod_cidr=opts.pod_cidr or "10.88.0.0/24"))
+            await stop_stale_containerd(self.containerd.config)
+            await self.containerd.start(timeout=60)
+            endpoint = self.containerd.config.endpoint
+        else:
+            # An existing runtime manages its own pod network; without CRI Status it is taken as ready.
+            self.network_ready = True
+        self.runtime = CRIClient(endpoint)
+        version = await self.runtime.version(timeout=30)
+        log.info("node %s: container runtime %s %s (CRI %s) at %s", opts.node_name, version.runtime_name,
+                 version.runtime_version, version.runtime_api_version, endpoint)
+
+        config = ClientConfig.from_kubeconfig(opts.kubeconfig)
+        config.user_agent = config.user_agent.replace("client", "kubelet")
+        self.client = APIClient(config)
+        heartbeat = ClientConfig.from_kubeconfig(opts.kubeconfig)
+        heartbeat.user_agent = config.user_agent
+        self.heartbeat_client = APIClient(heartbeat)
+        self.recorder = EventRecorder(self.client, COMPONENT, opts.node_name)
+
+        node_config = NodeConfig(name=opts.node_name, node_ip=opts.node_ip, data_dir=opts.data_dir,
+                                 labels=dict(opts.node_labels),
+                                 kubelet_port=opts.kubelet_port, max_pods=opts.max_pods,
+                                 thresholds=EvictionThresholds(), pod_cidr_fallback=opts.pod_cidr,
+                                 pod_cidr_wait=opts.pod_cidr_wait)
+        source = NodeStatusSource(node_config, self.runtime, network_ready=lambda: self.network_ready)
+        self.registration = NodeRegistration(self.heartbeat_client, source, recorder=self.recorder)
+        await self.registration.register()
+        self.recorder.event(node_reference(opts.node_name), "Normal", "Starting", "Starting kubelet.")
+        self.lease = LeaseController(self.heartbeat_client, opts.node_name, lambda: self.registration.uid,
+                                     renew_interval=node_config.lease_renew_interval)
+        self._spawn(self.lease.run(), "node-lease")
+        self._spawn(self.registration.run_status_loop(), "node-status")
+        self._spawn(self._bring_up_pods(), "pod-side")
+
+    def _spawn(self, coro, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        task.add_done_callback(self._task_done)
+        self._tasks.append(task)
+
+    @staticmethod
+    def _task_done(task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("agent task %s failed", task.get_name(), exc_info=task.exception())
+
+    async def _bring_up_pods(self) -> None:
+        """Pod network first (the node's pod CIDR into the CNI config), then the pod side."""
+        assert self.registration is not None
+        self.pod_cidr = await self.registration.wait_pod_cidr()
+        if self.containerd is not None:
+            self.configure_pod_network(self.pod_cidr)
+        self.network_ready = True
+        log.info("node %s: pod network %s ready", self.options.node_name, self.pod_cidr)
+        await self.registration.update_status()
+        self._spawn(self._follow_pod_cidr(), "pod-cidr")
+        await self._start_pod_side()
+
+    async def _follow_pod_cidr(self) -> None:
+        """A Node deleted and registered again gets a pod CIDR anew (maybe another): new pods use that one."""
+        assert self.registration is not None
+        while True:
+            await self.registration.reregistered.wait()
+            self.registration.reregistered.clear()
+            self.network_ready = self.containerd is None
+            cidr = await self.registration.wait_pod_cidr()
+            if cidr != self.pod_cidr:
+                log.warning("node %s: pod CIDR is now %s (was %s); running pods keep their addresses",
+                            self.options.node_name, cidr, self.pod_cidr)
+                self.pod_cidr = cidr
+                if self.containerd is not None:
+                    self.configure_pod_network(cidr)
+            self.network_ready = True
+            await self.registration.update_status()
+
+    def configure_pod_network(self, pod_cidr: str) -> None:
+        """Rewrite containerd's CNI network for the node's pod CIDR; containerd's CRI plugin watches its CNI
+        config directory and reloads it, so no restart is needed."""
+        assert self.containerd is not None
+        config = self.containerd.config
+        if config.pod_cidr == pod_cidr and any(config.cni_conf_dir.glob("*.conflist")):
+            return
+        config.pod_cidr = pod_cidr
+        self.containerd.prepare()
+
+    async def _start_pod_side(self) -> None:
+        opts = self.options
+        assert self.client is not None and self.runtime is not None
+        cert_file, key_file = await self._serving_certificate()
+        missing = _missing_pod_side()  # MERGE SEAM: remove this check at merge
+        if missing:
+            log.warning("node %s: %s is not installed in this build; the node runs no pods", opts.node_name, missing)
+            return
+        from .kubelet import Kubelet, KubeletConfig
+        from .server import KubeletServer
+        from .volumes import VolumeManager
+
+        client_ca = opts.client_ca_file or self._kubeconfig_ca()
+        volumes = VolumeManager(self.client, self.paths, opts.node_name, self.recorder)
+        kubelet = Kubelet(self.client, self.runtime,
+                          KubeletConfig(node_name=opts.node_name, paths=self.paths, cluster_dns=list(opts.cluster_dns),
+                                        cluster_domain=opts.cluster_domain, cgroup_parent=opts.cgroup_parent,
+                                        pod_cidr=self.pod_cidr),
+                          volumes)
+        self.kubelet_server = KubeletServer(self.client, self.runtime, self.paths, opts.node_name, cert_file,
+                                            key_file, client_ca)
+        await self.kubelet_server.start(opts.node_ip, opts.kubelet_port)
+        self._spawn(volumes.run(), "volume-manager")
+        self._spawn(kubelet.run(), "kubelet")
+
+    async def _serving_certificate(self) -> tuple[Path, Path]:
+        opts = self.options
+        if opts.tls_cert_file and opts.tls_private_key_file:
+            return opts.tls_cert_file, opts.tls_private_key_file
+        from .servingcert import ensure_serving_certificate
+
+        cert_file, key_file = self.paths.pki / "kubelet.crt", self.paths.pki / "kubelet.key"
+        assert self.client is not None
+        # The names the node reports (its Hostname address is its name, as with upstream's --hostname-override),
+        # so the server can check them against the Node.
+        await ensure_serving_certificate(self.client, opts.node_name, [opts.node_name], [opts.node_ip], cert_file,
+                                         key_file)
+        return cert_file, key_file
+
+    def _kubeconfig_ca(self) -> Path:
+        """The cluster CA from the node's kubeconfig, as a file the kubelet server can load."""
+        assert self.client is not None
+        config = self.client.config
+        if config.ca_file:
+            return Path(config.ca_file)
+        path = self.paths.pki / "client-ca.crt"
+        path.write_bytes(config.ca_data or b"")
+        return path
+
+    # ---- stop ----
+
+    async def stop(self) -> None:
+        """Stop the loops, the pod side, the clients and (by PID) our containerd; safe after a failed start."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.kubelet_server is not None:
+            with contextlib.suppress(Exception):
+                await self.kubelet_server.stop()
+        if self.recorder is not None:
+            with contextlib.suppress(Exception):
+                await self.recorder.close()
+        for client in (self.client, self.heartbeat_client):
+            if client is not None:
+                await client.close()
+        if self.runtime is not None:
+            await self.runtime.close()
+        if self.containerd is not None:
+            await self.containerd.stop()
+        log.info("node %s: agent stopped", self.options.node_name)
+
+
+async def run_agent(options: AgentOptions, stop: asyncio.Event) -> None:
+    """Run one real node until `stop` is set (also while it is still starting, e.g. waiting for the apiserver)."""
+    agent = Agent(options)
+    starting = asyncio.create_task(agent.start(), name="agent-start")
+    stopping = asyncio.create_task(stop.wait(), name="agent-stop-signal")
+    try:
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if starting.done():
+            starting.result()  # a failed start raises here
+            log.info("node %s: agent running (node IP %s)", options.node_name, options.node_ip)
+            await stopping
+    finally:
+        for task in (starting, stopping):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await agent.stop()
