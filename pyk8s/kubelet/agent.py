@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import ipaddress
 import logging
 import os
@@ -31,11 +30,14 @@ from pathlib import Path
 import psutil
 
 from ..client import APIClient, ClientConfig, EventRecorder
+from .kubelet import Kubelet, KubeletConfig
 from .node import LeaseController, NodeConfig, NodeRegistration, NodeStatusSource, node_reference
 from .node_status import DEFAULT_MAX_PODS, KUBELET_PORT, EvictionThresholds
 from .paths import KubeletPaths
 from .runtime.containerd import DEFAULT_SANDBOX_IMAGE, Containerd, ContainerdConfig
 from .runtime.cri import CRIClient
+from .server import KubeletServer
+from .volumes import VolumeManager
 
 log = logging.getLogger("pyk8s.kubelet.agent")
 
@@ -90,18 +92,6 @@ class AgentOptions:
     def cgroup_parent(self) -> str:
         """Where pod cgroups go: <cgroup-root>/kubepods, as upstream's cgroupfs driver names it."""
         return f"{self.cgroup_root.rstrip('/')}/kubepods"
-
-
-# ---- MERGE SEAM (remove at merge) -------------------------------------------------------------------
-# The pod side (pyk8s.kubelet.kubelet, .volumes, .server) is being written in parallel branches for
-# issue #6. Until they are merged this branch runs the node without it; at merge delete this function
-# and its one use in Agent._start_pod_side.
-def _missing_pod_side() -> str | None:
-    for module in ("pyk8s.kubelet.kubelet", "pyk8s.kubelet.volumes", "pyk8s.kubelet.server"):
-        if importlib.util.find_spec(module) is None:
-            return module
-    return None
-# ---- END MERGE SEAM ---------------------------------------------------------------------------------
 
 
 def containerd_processes(config: ContainerdConfig) -> list[int]:
@@ -246,26 +236,17 @@ class Agent:
         opts = self.options
         assert self.client is not None and self.runtime is not None
         cert_file, key_file = await self._serving_certificate()
-        missing = _missing_pod_side()  # MERGE SEAM: remove this check at merge
-        if missing:
-            log.warning("node %s: %s is not installed in this build; the node runs no pods", opts.node_name, missing)
-            return
-        from .kubelet import Kubelet, KubeletConfig
-        from .server import KubeletServer
-        from .volumes import VolumeManager
-
         client_ca = opts.client_ca_file or self._kubeconfig_ca()
         volumes = VolumeManager(self.client, self.paths, opts.node_name, self.recorder)
         kubelet = Kubelet(self.client, self.runtime,
                           KubeletConfig(node_name=opts.node_name, paths=self.paths, cluster_dns=list(opts.cluster_dns),
                                         cluster_domain=opts.cluster_domain, cgroup_parent=opts.cgroup_parent,
-                                        pod_cidr=self.pod_cidr),
-                          volumes)
+                                        pod_cidr=self.pod_cidr, node_ips=[opts.node_ip]),
+                          volumes, recorder=self.recorder)
         self.kubelet_server = KubeletServer(self.client, self.runtime, self.paths, opts.node_name, cert_file,
                                             key_file, client_ca)
         await self.kubelet_server.start(opts.node_ip, opts.kubelet_port)
-        self._spawn(volumes.run(), "volume-manager")
-        self._spawn(kubelet.run(), "kubelet")
+        self._spawn(kubelet.run(), "kubelet")  # it runs the volume manager's refresh loop too
 
     async def _serving_certificate(self) -> tuple[Path, Path]:
         opts = self.options

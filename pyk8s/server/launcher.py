@@ -149,7 +149,26 @@ def _components(opts: ServerOptions, pki: PKI, server_url: str, advertise: str) 
     elif not opts.disable_agent:
         supervisor.add("agent", [*cli, "agent", *_agent_args(opts, pki, server_url, advertise), *verbose],
                        log_path=logs / "agent.log")
+        _add_service_components(supervisor, opts, pki, server_url, opts.node_ip or advertise, cli, verbose, logs)
     return supervisor
+
+
+def _add_service_components(supervisor: Supervisor, opts: ServerOptions, pki: PKI, server_url: str, node_ip: str,
+                            cli: list[str], verbose: list[str], logs: Path) -> None:
+    """The node's service proxy and the cluster DNS server beside a real local node (k3s runs kube-proxy and
+    CoreDNS there). DNS listens on the node's address and publishes it as the kube-dns Service's endpoint, so
+    the proxy routes the cluster DNS IP to it."""
+    name = local_node_name(opts)
+    kubeconfig = _component_kubeconfig(opts, pki, server_url, "proxy", "system:kube-proxy", [])
+    supervisor.add("proxy", [*cli, "proxy", "--kubeconfig", str(kubeconfig), "--hostname-override", name,
+                             "--cluster-cidr", opts.cluster_cidr, "--service-cidr", opts.service_cidr, *verbose],
+                   log_path=logs / "proxy.log")
+    cluster_dns = str(ipaddress.ip_network(opts.service_cidr).network_address + 10)
+    kubeconfig = _component_kubeconfig(opts, pki, server_url, "dns", "system:coredns", [])
+    supervisor.add("dns", [*cli, "dns", "--kubeconfig", str(kubeconfig), "--bind", f"{_host(node_ip)}:53",
+                           "--advertise-address", node_ip, "--hostname-override", name, "--cluster-dns", cluster_dns,
+                           *verbose],
+                   log_path=logs / "dns.log")
 
 
 def local_node_name(opts: ServerOptions) -> str:

@@ -31,7 +31,13 @@ def _argv_value(argv: list[str], flag: str) -> str:
 def test_server_runs_a_real_agent_for_its_own_node(tmp_path: Path, pki) -> None:
     opts = ServerOptions(data_dir=tmp_path, node_name="Node-A", kubelet_args=("cgroup-root=/pyk8s", "max-pods=50"))
     supervisor = _components(opts, pki, "https://127.0.0.1:6443", "10.0.0.5")
-    assert set(supervisor.children) == {"controller-manager", "scheduler", "agent"}
+    assert set(supervisor.children) == {"controller-manager", "scheduler", "agent", "proxy", "dns"}
+    proxy = supervisor.children["proxy"].argv
+    assert _argv_value(proxy, "--hostname-override") == "node-a" and _argv_value(proxy, "--cluster-cidr") == \
+        "10.42.0.0/16"
+    dns = supervisor.children["dns"].argv
+    assert _argv_value(dns, "--bind") == "10.0.0.5:53" and _argv_value(dns, "--advertise-address") == "10.0.0.5"
+    assert _argv_value(dns, "--cluster-dns") == "10.43.0.10"
     argv = supervisor.children["agent"].argv
     assert argv[argv.index("agent") - 1] == "pyk8s.cli"
     assert _argv_value(argv, "--node-name") == "node-a"

@@ -23,6 +23,7 @@ BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
 BUSYBOX_APPLETS = (
     "sh", "ash", "cat", "echo", "env", "false", "hostname", "id", "kill", "ls", "mkdir", "nc", "ping", "ps",
     "rm", "sleep", "tail", "head", "touch", "true", "wget", "wc", "grep", "date", "uname", "httpd", "dd", "tr",
+    "tar", "cp", "mv", "sed", "seq", "nslookup", "test", "timeout",
 )
 
 # The pause process must end on SIGTERM: PID 1 in a pid namespace ignores signals it installs no handler for.
