@@ -224,6 +224,8 @@ def scheduler(kubeconfig: Path, scheduler_name: str, leader_elect: bool, config_
 @click.option("--cluster-domain", default="cluster.local", show_default=True, help="The cluster's DNS domain.")
 @click.option("--pod-cidr", default=None,
               help="Pod CIDR to use when the controller-manager's node IPAM assigns none.")
+@click.option("--cluster-cidr", default="10.42.0.0/16", show_default=True,
+              help="Every node's pod addresses: routed between nodes as they are, masqueraded when leaving it.")
 @click.option("--cgroup-root", default="/", show_default=True, help="Pod cgroups go under <root>/kubepods.")
 @click.option("--node-labels", default="", help="Labels to register the node with: key=value,...")
 @click.option("--max-pods", type=click.IntRange(min=1), default=110, show_default=True)
@@ -239,7 +241,7 @@ def scheduler(kubeconfig: Path, scheduler_name: str, leader_elect: bool, config_
 def agent(simulated: bool, nodes: int, kubeconfig: Path | None, server: str | None, token: str | None,
           data_dir: Path | None, join_timeout: float, node_name: str | None, node_ip: str,
           container_runtime_endpoint: str | None, cluster_dns: str, cluster_domain: str, pod_cidr: str | None,
-          cgroup_root: str, node_labels: str, max_pods: int, tls_cert_file: Path | None,
+          cluster_cidr: str, cgroup_root: str, node_labels: str, max_pods: int, tls_cert_file: Path | None,
           tls_private_key_file: Path | None, client_ca_file: Path | None, node_capacity: str, name_prefix: str,
           verbose: bool) -> None:
     """Run this machine's node (real containers through containerd), or simulated nodes, joined to a cluster."""
@@ -262,6 +264,10 @@ def agent(simulated: bool, nodes: int, kubeconfig: Path | None, server: str | No
             pod_cidr = str(ipaddress.ip_network(pod_cidr, strict=False))
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--pod-cidr") from None
+    try:
+        cluster_cidr = ",".join(str(ipaddress.ip_network(c.strip(), strict=False)) for c in cluster_cidr.split(","))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--cluster-cidr") from None
     if node_ip:
         try:
             ipaddress.ip_address(node_ip)
@@ -307,7 +313,8 @@ def agent(simulated: bool, nodes: int, kubeconfig: Path | None, server: str | No
             data_dir=node_dir, kubeconfig=path, node_name=name, node_ip=node_ip,
             container_runtime_endpoint=container_runtime_endpoint,
             cluster_dns=[ip.strip() for ip in cluster_dns.split(",") if ip.strip()], cluster_domain=cluster_domain,
-            pod_cidr=pod_cidr, cgroup_root=cgroup_root, node_labels=labels, max_pods=max_pods,
+            pod_cidr=pod_cidr, cluster_cidr=cluster_cidr, cgroup_root=cgroup_root, node_labels=labels,
+            max_pods=max_pods,
             tls_cert_file=tls_cert_file, tls_private_key_file=tls_private_key_file, client_ca_file=client_ca_file)
         try:
             await run_agent(options, _stop_on_signals())

@@ -34,6 +34,7 @@ from .kubelet import Kubelet, KubeletConfig
 from .node import LeaseController, NodeConfig, NodeRegistration, NodeStatusSource, node_reference
 from .node_status import DEFAULT_MAX_PODS, KUBELET_PORT, EvictionThresholds
 from .paths import KubeletPaths
+from .routes import HostGatewayRoutes
 from .runtime.containerd import DEFAULT_SANDBOX_IMAGE, Containerd, ContainerdConfig
 from .runtime.cri import CRIClient
 from .server import KubeletServer
@@ -84,6 +85,8 @@ class AgentOptions:
     tls_private_key_file: Path | None = None
     client_ca_file: Path | None = None  # CA that signs clients of the kubelet port; default: the kubeconfig's
     pod_cidr_wait: float = 30.0
+    # Pod addresses of the whole cluster: routed between nodes as is, masqueraded when leaving it.
+    cluster_cidr: str = "10.42.0.0/16"
 
     def __post_init__(self) -> None:
         self.node_ip = self.node_ip or default_node_ip()
@@ -203,6 +206,12 @@ class Agent:
         log.info("node %s: pod network %s ready", self.options.node_name, self.pod_cidr)
         await self.registration.update_status()
         self._spawn(self._follow_pod_cidr(), "pod-cidr")
+        if self.containerd is not None:
+            # Our own CNI bridge network: routes to the other nodes' pod CIDRs are ours to keep too.
+            assert self.client is not None
+            routes = HostGatewayRoutes(self.client, self.options.node_name,
+                                       cluster_cidrs=self.options.cluster_cidr.split(","))
+            self._spawn(routes.run(), "pod-routes")
         await self._start_pod_side()
 
     async def _follow_pod_cidr(self) -> None:

@@ -192,7 +192,7 @@ def _agent_args(opts: ServerOptions, pki: PKI, server_url: str, advertise: str) 
     args = ["--kubeconfig", str(kubeconfig), "--data-dir", str(paths.data_dir), "--node-name", name,
             "--node-ip", node_ip, "--cluster-dns", cluster_dns,
             # Used only if the node IPAM controller assigns no pod CIDR (the controller-manager is off).
-            "--pod-cidr", fallback_pod_cidr(opts.cluster_cidr, 0, 1),
+            "--pod-cidr", fallback_pod_cidr(opts.cluster_cidr, 0, 1), "--cluster-cidr", opts.cluster_cidr,
             "--tls-cert-file", str(paths.pki / "kubelet.crt"), "--tls-private-key-file", str(paths.pki / "kubelet.key"),
             "--client-ca-file", str(pki.ca_cert),
             # As k3s labels its server nodes.
