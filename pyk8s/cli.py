@@ -234,6 +234,21 @@ def scheduler(kubeconfig: Path, scheduler_name: str, leader_elect: bool, config_
 @click.option("--tls-private-key-file", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None)
 @click.option("--client-ca-file", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
               help="CA for clients of the kubelet port (default: the cluster CA from the kubeconfig).")
+@click.option("--eviction-hard", default=None,
+              help="Hard eviction thresholds, e.g. memory.available<100Mi,nodefs.available<10% (default: "
+                   "memory.available<100Mi,nodefs.available<10%,nodefs.inodesFree<5%,imagefs.available<15%,"
+                   "imagefs.inodesFree<5%; given, it replaces all of them).")
+@click.option("--eviction-soft", default="", help="Soft eviction thresholds, e.g. memory.available<1.5Gi.")
+@click.option("--eviction-soft-grace-period", default="",
+              help="How long each soft threshold must hold before pods are evicted, e.g. memory.available=1m30s.")
+@click.option("--eviction-minimum-reclaim", default="",
+              help="What an eviction must free beyond the threshold, e.g. memory.available=0Mi,nodefs.available=500Mi.")
+@click.option("--eviction-pressure-transition-period", default="5m0s", show_default=True,
+              help="How long a pressure condition stays True after its signal recovers.")
+@click.option("--image-gc-high-threshold", type=int, default=85, show_default=True,
+              help="Image filesystem usage (percent) from which unused images are removed.")
+@click.option("--image-gc-low-threshold", type=int, default=80, show_default=True,
+              help="Image filesystem usage (percent) image garbage collection frees down to.")
 @click.option("--node-capacity", default="cpu=32,memory=256Gi,pods=110", show_default=True,
               help="Capacity of each simulated node.")
 @click.option("--name-prefix", default="sim-", show_default=True, help="Name prefix of simulated nodes.")
@@ -242,12 +257,14 @@ def agent(simulated: bool, nodes: int, kubeconfig: Path | None, server: str | No
           data_dir: Path | None, join_timeout: float, node_name: str | None, node_ip: str,
           container_runtime_endpoint: str | None, cluster_dns: str, cluster_domain: str, pod_cidr: str | None,
           cluster_cidr: str, cgroup_root: str, node_labels: str, max_pods: int, tls_cert_file: Path | None,
-          tls_private_key_file: Path | None, client_ca_file: Path | None, node_capacity: str, name_prefix: str,
-          verbose: bool) -> None:
+          tls_private_key_file: Path | None, client_ca_file: Path | None, eviction_hard: str | None,
+          eviction_soft: str, eviction_soft_grace_period: str, eviction_minimum_reclaim: str,
+          eviction_pressure_transition_period: str, image_gc_high_threshold: int, image_gc_low_threshold: int,
+          node_capacity: str, name_prefix: str, verbose: bool) -> None:
     """Run this machine's node (real containers through containerd), or simulated nodes, joined to a cluster."""
     import ipaddress
 
-    from .kubelet.agent import default_node_name
+    from .kubelet.agent import default_node_name, eviction_settings
     from .kubelet.simulated import SIMULATED_NODE_NAME
     from .kubelet.tlsbootstrap import JoinError, join
     from .server.jointoken import JoinTokenError, parse_join_token
@@ -273,6 +290,15 @@ def agent(simulated: bool, nodes: int, kubeconfig: Path | None, server: str | No
             ipaddress.ip_address(node_ip)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--node-ip") from None
+    try:
+        eviction = eviction_settings(hard=eviction_hard, soft=eviction_soft,
+                                     soft_grace_period=eviction_soft_grace_period,
+                                     minimum_reclaim=eviction_minimum_reclaim,
+                                     pressure_transition_period=eviction_pressure_transition_period,
+                                     image_gc_high_threshold=image_gc_high_threshold,
+                                     image_gc_low_threshold=image_gc_low_threshold)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
     capacity = _parse_capacity(node_capacity)
     labels = {}
     for item in filter(None, node_labels.split(",")):
@@ -314,8 +340,8 @@ def agent(simulated: bool, nodes: int, kubeconfig: Path | None, server: str | No
             container_runtime_endpoint=container_runtime_endpoint,
             cluster_dns=[ip.strip() for ip in cluster_dns.split(",") if ip.strip()], cluster_domain=cluster_domain,
             pod_cidr=pod_cidr, cluster_cidr=cluster_cidr, cgroup_root=cgroup_root, node_labels=labels,
-            max_pods=max_pods,
-            tls_cert_file=tls_cert_file, tls_private_key_file=tls_private_key_file, client_ca_file=client_ca_file)
+            max_pods=max_pods, tls_cert_file=tls_cert_file, tls_private_key_file=tls_private_key_file,
+            client_ca_file=client_ca_file, eviction=eviction)
         try:
             await run_agent(options, _stop_on_signals())
         except (ContainerdError, CRIError, ConfigError) as exc:

@@ -5,12 +5,14 @@ Start-up order, and why:
    imported), or an existing CRI runtime at --container-runtime-endpoint, which is left alone;
 2. the API clients: one for pod traffic, one for heartbeats (Lease and node status), so heartbeats never
    wait behind pod work;
-3. registration: the Node is created (or adopted) with its real capacity, nodeInfo and conditions; the
-   Lease and status loops start;
+3. the eviction manager and image GC (they run from here on: the node's pressure conditions are the eviction
+   manager's), then registration: the Node is created (or adopted) with its real capacity, nodeInfo and
+   conditions; the Lease and status loops start;
 4. the pod network: the node's spec.podCIDR (from the node IPAM controller, else --pod-cidr) goes into
    containerd's CNI config (containerd reloads it); until then the node reports NotReady with upstream's
    "cni plugin not initialized" message and runs no pods;
-5. the pod side: VolumeManager, Kubelet and the KubeletServer on port 10250.
+5. the pod side: Kubelet (admitting new pods against the eviction manager's conditions; the eviction manager
+   evicts through it) and the KubeletServer on port 10250.
 On SIGTERM everything stops in reverse; containerd is stopped by its PID (its containers live on in their
 shims, as with upstream's kubelet restarts, and are re-adopted on the next start).
 """
@@ -30,9 +32,18 @@ from pathlib import Path
 import psutil
 
 from ..client import APIClient, ClientConfig, EventRecorder
+from .eviction import EvictionConfig, EvictionManager, HostStatsProvider
+from .eviction.thresholds import (
+    DEFAULT_EVICTION_HARD,
+    DEFAULT_PRESSURE_TRANSITION_PERIOD,
+    Threshold,
+    parse_duration,
+    parse_threshold_config,
+)
+from .image_gc import ImageGC, ImageGCPolicy
 from .kubelet import Kubelet, KubeletConfig
 from .node import LeaseController, NodeConfig, NodeRegistration, NodeStatusSource, node_reference
-from .node_status import DEFAULT_MAX_PODS, KUBELET_PORT, EvictionThresholds
+from .node_status import DEFAULT_MAX_PODS, KUBELET_PORT
 from .paths import KubeletPaths
 from .routes import HostGatewayRoutes
 from .runtime.containerd import DEFAULT_SANDBOX_IMAGE, Containerd, ContainerdConfig
@@ -65,6 +76,43 @@ def default_node_name() -> str:
     return socket.gethostname().lower()
 
 
+@dataclass(frozen=True)
+class EvictionSettings:
+    """The kubelet's eviction and image GC flags, parsed and validated."""
+
+    thresholds: list[Threshold] = field(default_factory=parse_threshold_config)
+    pressure_transition_period: float = DEFAULT_PRESSURE_TRANSITION_PERIOD
+    image_gc: ImageGCPolicy = field(default_factory=ImageGCPolicy)
+
+
+def eviction_settings(*, hard: str | None = None, soft: str = "", soft_grace_period: str = "",
+                      minimum_reclaim: str = "", pressure_transition_period: str = "5m0s",
+                      image_gc_high_threshold: int = 85, image_gc_low_threshold: int = 80) -> EvictionSettings:
+    """From the flags' text, with upstream's messages on bad input (ValueError). As upstream (without the
+    MergeDefaultEvictionSettings gate), an --eviction-hard that is given replaces the defaults: signals it does
+    not name have no hard threshold."""
+    thresholds = parse_threshold_config(DEFAULT_EVICTION_HARD if hard is None else hard, soft, soft_grace_period,
+                                        minimum_reclaim)
+    period = parse_duration(pressure_transition_period)
+    errors = []
+    if not 0 <= image_gc_high_threshold <= 100:
+        errors.append(f"invalid configuration: imageGCHighThresholdPercent (--image-gc-high-threshold) "
+                      f"{image_gc_high_threshold} must be between 0 and 100, inclusive")
+    if not 0 <= image_gc_low_threshold <= 100:
+        errors.append(f"invalid configuration: imageGCLowThresholdPercent (--image-gc-low-threshold) "
+                      f"{image_gc_low_threshold} must be between 0 and 100, inclusive")
+    if image_gc_low_threshold >= image_gc_high_threshold:
+        errors.append(f"invalid configuration: imageGCLowThresholdPercent (--image-gc-low-threshold) "
+                      f"{image_gc_low_threshold} must be less than imageGCHighThresholdPercent "
+                      f"(--image-gc-high-threshold) {image_gc_high_threshold}")
+    if errors:
+        # A Go error aggregate: one error alone, several as [a, b].
+        raise ValueError(errors[0] if len(errors) == 1 else "[" + ", ".join(errors) + "]")
+    return EvictionSettings(thresholds=thresholds, pressure_transition_period=period,
+                            image_gc=ImageGCPolicy(high_threshold_percent=image_gc_high_threshold,
+                                                   low_threshold_percent=image_gc_low_threshold))
+
+
 @dataclass
 class AgentOptions:
     data_dir: Path  # the node's own directory: containerd, kubelet files, pod logs
@@ -87,6 +135,7 @@ class AgentOptions:
     pod_cidr_wait: float = 30.0
     # Pod addresses of the whole cluster: routed between nodes as is, masqueraded when leaving it.
     cluster_cidr: str = "10.42.0.0/16"
+    eviction: EvictionSettings = field(default_factory=EvictionSettings)
 
     def __post_init__(self) -> None:
         self.node_ip = self.node_ip or default_node_ip()
@@ -140,6 +189,10 @@ class Agent:
         self.pod_cidr: str | None = None
         self.network_ready = False
         self.kubelet_server = None
+        self.volumes: VolumeManager | None = None
+        self.image_gc: ImageGC | None = None
+        self.eviction: EvictionManager | None = None
+        self.kubelet: Kubelet | None = None
         self._tasks: list[asyncio.Task] = []
 
     # ---- start ----
@@ -170,21 +223,60 @@ class Agent:
         heartbeat.user_agent = config.user_agent
         self.heartbeat_client = APIClient(heartbeat)
         self.recorder = EventRecorder(self.client, COMPONENT, opts.node_name)
+        self.volumes = VolumeManager(self.client, self.paths, opts.node_name, self.recorder)
+        eviction = self._eviction_manager()
 
         node_config = NodeConfig(name=opts.node_name, node_ip=opts.node_ip, data_dir=opts.data_dir,
                                  labels=dict(opts.node_labels),
                                  kubelet_port=opts.kubelet_port, max_pods=opts.max_pods,
-                                 thresholds=EvictionThresholds(), pod_cidr_fallback=opts.pod_cidr,
+                                 thresholds=list(opts.eviction.thresholds), pod_cidr_fallback=opts.pod_cidr,
                                  pod_cidr_wait=opts.pod_cidr_wait)
-        source = NodeStatusSource(node_config, self.runtime, network_ready=lambda: self.network_ready)
+        source = NodeStatusSource(node_config, self.runtime, network_ready=lambda: self.network_ready,
+                                  pressure=eviction.conditions)
         self.registration = NodeRegistration(self.heartbeat_client, source, recorder=self.recorder)
         await self.registration.register()
         self.recorder.event(node_reference(opts.node_name), "Normal", "Starting", "Starting kubelet.")
+        self._spawn(eviction.run(), "eviction-manager")
+        assert self.image_gc is not None
+        self._spawn(self.image_gc.run(), "image-gc")
         self.lease = LeaseController(self.heartbeat_client, opts.node_name, lambda: self.registration.uid,
                                      renew_interval=node_config.lease_renew_interval)
         self._spawn(self.lease.run(), "node-lease")
         self._spawn(self.registration.run_status_loop(), "node-status")
         self._spawn(self._bring_up_pods(), "pod-side")
+
+    def _eviction_manager(self) -> EvictionManager:
+        """Image GC and the eviction manager; they reach the pods through the Kubelet once it runs."""
+        opts = self.options
+        assert self.runtime is not None and self.volumes is not None
+        stats = HostStatsProvider(self.paths, self.runtime, cgroup_parent=opts.cgroup_parent)
+        self.image_gc = ImageGC(self.runtime, opts.eviction.image_gc, in_use=self._pod_images,
+                                image_fs=stats.image_fs, sandbox_image=opts.sandbox_image, recorder=self.recorder,
+                                node_name=opts.node_name)
+        config = EvictionConfig(thresholds=list(opts.eviction.thresholds),
+                                pressure_transition_period=opts.eviction.pressure_transition_period,
+                                node_name=opts.node_name)
+        self.eviction = EvictionManager(config, stats, self._active_pods, self._evict_pod, self.image_gc,
+                                        container_gc=self._delete_dead_containers,
+                                        limit_exceeded=self.volumes.limit_exceeded, recorder=self.recorder)
+        return self.eviction
+
+    def _active_pods(self) -> list[dict]:
+        return self.kubelet.active_pods() if self.kubelet is not None else []
+
+    async def _evict_pod(self, pod: dict, reason: str, message: str, *, grace_period_seconds: int,
+                         condition: dict | None) -> bool:
+        if self.kubelet is None:
+            return False
+        return await self.kubelet.evict_pod(pod, reason, message, grace_period_seconds=grace_period_seconds,
+                                            condition=condition)
+
+    def _pod_images(self) -> set[str]:
+        return self.kubelet.pod_images() if self.kubelet is not None else set()
+
+    async def _delete_dead_containers(self) -> None:
+        if self.kubelet is not None:
+            await self.kubelet.delete_dead_containers()
 
     def _spawn(self, coro, name: str) -> None:
         task = asyncio.create_task(coro, name=name)
@@ -246,15 +338,16 @@ class Agent:
         assert self.client is not None and self.runtime is not None
         cert_file, key_file = await self._serving_certificate()
         client_ca = opts.client_ca_file or self._kubeconfig_ca()
-        volumes = VolumeManager(self.client, self.paths, opts.node_name, self.recorder)
+        assert self.volumes is not None and self.eviction is not None
         kubelet = Kubelet(self.client, self.runtime,
                           KubeletConfig(node_name=opts.node_name, paths=self.paths, cluster_dns=list(opts.cluster_dns),
                                         cluster_domain=opts.cluster_domain, cgroup_parent=opts.cgroup_parent,
                                         pod_cidr=self.pod_cidr, node_ips=[opts.node_ip]),
-                          volumes, recorder=self.recorder)
+                          self.volumes, recorder=self.recorder, pressure=self.eviction.conditions)
         self.kubelet_server = KubeletServer(self.client, self.runtime, self.paths, opts.node_name, cert_file,
                                             key_file, client_ca)
         await self.kubelet_server.start(opts.node_ip, opts.kubelet_port)
+        self.kubelet = kubelet
         self._spawn(kubelet.run(), "kubelet")  # it runs the volume manager's refresh loop too
 
     async def _serving_certificate(self) -> tuple[Path, Path]:

@@ -9,7 +9,12 @@ Parts (upstream's shape, asyncio instead of goroutines):
   has a deletionTimestamp with grace 0, which is what finishes a graceful deletion;
 - `ProbeManager` (prober/): liveness, readiness and startup probes; a changed result re-syncs the pod;
 - housekeeping every 2 s: sandboxes of pods the API no longer binds here are stopped and removed, with their
-  cgroups and logs, and workers of such pods are forgotten.
+  cgroups and logs, and workers of such pods are forgotten;
+- admission: a pod seen for the first time is checked against the node's pressure conditions (admission.py)
+  before it starts; a rejected pod never starts and is reported Failed (`Pod was rejected: ...`);
+- the seams of the eviction manager and image GC (eviction/, image_gc.py, run beside the kubelet by the node
+  agent): `active_pods()`, `evict_pod()` (kill with the eviction's grace period, final status Failed with its
+  reason, message and DisruptionTarget condition), `pod_images()` and `delete_dead_containers()`.
 
 A restarted kubelet needs no state of its own: the first relist finds the running sandboxes and containers by
 their labels, and syncing a pod whose sandbox and containers run changes nothing.
@@ -20,9 +25,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
+from ..api.quota import qos_class
 from ..client import (
     WARNING,
     APIClient,
@@ -34,10 +40,12 @@ from ..client import (
     is_not_found,
 )
 from . import cri_config, envvars
+from .admission import admit
 from .config import KubeletConfig
 from .images import ImageManager
+from .node_status import rfc3339
 from .pleg import GenericPLEG
-from .pod_status import ReadinessSource, Waiting, build_pod_status
+from .pod_status import ReadinessSource, TerminalOverride, Waiting, build_pod_status
 from .pod_workers import PodWorkers, SyncOutcome
 from .prober import ProbeManager
 from .runtime.cri import CRIClient, CRIError, pb
@@ -49,6 +57,12 @@ __all__ = ["Kubelet", "KubeletConfig", "VolumeManagerLike"]
 log = logging.getLogger(__name__)
 
 MOUNT_RETRY = 2.0
+# How long evict_pod waits past the grace period for the pod's containers to be stopped.
+EVICTION_KILL_MARGIN = 30.0
+EVICTION_POLL = 0.2
+REJECTED_MESSAGE_PREFIX = "Pod was rejected: "
+
+PressureConditions = Callable[[], Mapping[str, bool]]  # EvictionManager.conditions
 
 
 class VolumeManagerLike(Protocol):
@@ -106,8 +120,10 @@ def _deletion_grace(pod: Mapping) -> int | None:
 class Kubelet:
     def __init__(self, client: APIClient, runtime: CRIClient, config: KubeletConfig, volumes: VolumeManagerLike, *,
                  recorder: EventRecorder | None = None, env: ContainerEnv | None = None,
-                 probes: ReadinessSource | None = None) -> None:
-        """`probes` None: the real prober (ProbeManager); tests may pass another ReadinessSource (NO_PROBES)."""
+                 probes: ReadinessSource | None = None, pressure: PressureConditions | None = None) -> None:
+        """`probes` None: the real prober (ProbeManager); tests may pass another ReadinessSource (NO_PROBES).
+        `pressure`: the node's pressure conditions (the eviction manager's) new pods are admitted against; None
+        admits every pod."""
         self.client = client
         self.runtime = runtime
         self.config = config
@@ -127,6 +143,10 @@ class Kubelet:
         self._waiting: dict[str, dict[str, Waiting]] = {}
         self._by_uid: dict[str, str] = {}  # uid -> informer key
         self._start_times: dict[str, float] = {}
+        self.pressure = pressure
+        # Final statuses the kubelet decided (evictions, rejections), by pod UID; `_rejected` never started.
+        self._overrides: dict[str, TerminalOverride] = {}
+        self._rejected: set[str] = set()
 
     # ---- the probe seam -------------------------------------------------------------------------------
 
@@ -204,11 +224,33 @@ class Kubelet:
         grace = _deletion_grace(pod)
         if grace is not None:
             self.pod_workers.kill_pod(pod, grace)
+        elif uid in self._rejected:
+            return  # rejected at admission: it never runs
         elif _terminal_phase(pod) and self.pod_workers.get(uid) is None:
             # Finished before we saw it (or before a restart): terminate, never run it again.
             self.pod_workers.kill_pod(pod, cri_config.grace_period(pod))
+        elif self.pod_workers.get(uid) is None and not self._admitted(pod):
+            return
         else:
             self.pod_workers.update_pod(pod, wake=wake)
+
+    def _admitted(self, pod: dict) -> bool:
+        """Admission of a pod seen for the first time (upstream's HandlePodAdditions → canAdmitPod). A pod the
+        runtime already runs (adopted after a restart) is not admitted again. A rejected pod is reported Failed
+        with the reason and `Pod was rejected: <message>`, and never started."""
+        uid = _uid(pod)
+        if self.pressure is None or uid in self.pleg.pods:
+            return True
+        result = admit(pod, self.pressure())
+        if result.admit:
+            return True
+        message = REJECTED_MESSAGE_PREFIX + result.message
+        log.info("pod %s rejected: %s", self._by_uid.get(uid), message)
+        self.recorder.event(pod, WARNING, result.reason, result.message)
+        self._rejected.add(uid)
+        self._overrides[uid] = TerminalOverride("Failed", result.reason, message)
+        self.status_manager.set_pod_status(uid, rejected_status(pod, result.reason, message, time.time()))
+        return False
 
     def _on_pod_added(self, pod: dict) -> None:
         self._dispatch(pod)
@@ -220,7 +262,11 @@ class Kubelet:
         obj = getattr(pod, "obj", pod)
         if not isinstance(obj, dict):
             return
-        worker = self.pod_workers.get(_uid(obj))
+        uid = _uid(obj)
+        if uid in self._rejected and self.pod_workers.get(uid) is None:
+            self._forget_state(uid)
+            return
+        worker = self.pod_workers.get(uid)
         if worker is not None and not worker.terminated:
             grace = _deletion_grace(obj)
             self.pod_workers.kill_pod(obj, grace if grace is not None else cri_config.grace_period(obj))
@@ -267,7 +313,7 @@ class Kubelet:
         api_status = build_pod_status(pod, status, waiting=waiting, host_ips=self.host_ips, now=time.time(),
                                       runtime_name=self.runtime_manager.runtime_name, probes=self.probes,
                                       terminal=terminal, start_time=self._start_times.get(uid),
-                                      previous=self.status_manager.get(uid))
+                                      previous=self.status_manager.get(uid), override=self._overrides.get(uid))
         self.status_manager.set_pod_status(uid, api_status)
         return api_status
 
@@ -299,6 +345,65 @@ class Kubelet:
         except APIStatusError as exc:
             if not (is_not_found(exc) or is_conflict(exc)):
                 raise
+
+    # ---- what the eviction manager and image GC call ---------------------------------------------------------
+
+    def active_pods(self) -> list[dict]:
+        """Pods admitted here and not terminating or terminated (upstream GetActivePods): the eviction
+        manager's candidates. An evicted pod leaves this list once its kill starts."""
+        active = []
+        for pod in self.informer.list():
+            worker = self.pod_workers.get(_uid(pod))
+            if worker is None or worker.kill_requested or worker.terminal or worker.terminated:
+                continue
+            if _terminal_phase(pod) or (pod.get("metadata") or {}).get("deletionTimestamp"):
+                continue
+            active.append(pod)
+        return active
+
+    async def evict_pod(self, pod: dict, reason: str, message: str, *, grace_period_seconds: int,
+                        condition: dict | None) -> bool:
+        """Kill the pod with `grace_period_seconds` and report it Failed with `reason` and `message` (and
+        `condition`, DisruptionTarget), whatever its containers' exit codes say (upstream's killPodNow with the
+        eviction manager's status function). True once its containers are stopped and the status is set."""
+        uid = _uid(pod)
+        worker = self.pod_workers.get(uid)
+        if worker is None or worker.terminated:
+            return False
+        self._overrides[uid] = TerminalOverride("Failed", reason, message, condition)
+        self.pod_workers.kill_pod(worker.pod, grace_period_seconds)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_period_seconds + EVICTION_KILL_MARGIN
+        while not worker.terminated:
+            if loop.time() >= deadline or self.pod_workers.get(uid) is not worker:
+                return worker.terminated
+            await asyncio.sleep(EVICTION_POLL)
+        return True
+
+    def pod_images(self) -> set[str]:
+        """Images of the pods bound here that have not finished: image GC must keep them (they may be about to
+        start, or restart)."""
+        images = set()
+        for pod in self.informer.list():
+            worker = self.pod_workers.get(_uid(pod))
+            if _terminal_phase(pod) or (worker is not None and worker.terminated):
+                continue
+            spec = pod.get("spec") or {}
+            for key in ("initContainers", "containers", "ephemeralContainers"):
+                images.update(c["image"] for c in spec.get(key) or [] if c.get("image"))
+        return images
+
+    async def delete_dead_containers(self) -> None:
+        """Container GC under disk pressure (upstream DeleteAllUnusedContainers): every exited container of a
+        pod that has terminated goes (its final status is already reported); a live pod keeps the newest
+        instance of each container and the one before it, which its status shows."""
+        for uid in list(self.pleg.pods):
+            worker = self.pod_workers.get(uid)
+            status = await self.runtime_manager.pod_status(uid)
+            if worker is None or worker.terminated:
+                await self.runtime_manager.remove_exited_containers(status)
+            else:
+                await self.runtime_manager.remove_dead_instances(status)
 
     async def _pull_secrets(self, pod: dict) -> list[dict]:
         namespace = (pod.get("metadata") or {}).get("namespace")
@@ -354,7 +459,20 @@ class Kubelet:
 
     async def _forget(self, uid: str) -> None:
         await self.pod_workers.forget(uid)
+        self._forget_state(uid)
+
+    def _forget_state(self, uid: str) -> None:
         self.status_manager.forget(uid)
         self._waiting.pop(uid, None)
         self._by_uid.pop(uid, None)
         self._start_times.pop(uid, None)
+        self._overrides.pop(uid, None)
+        self._rejected.discard(uid)
+
+
+def rejected_status(pod: Mapping, reason: str, message: str, now: float) -> dict:
+    """The status of a pod refused at admission (upstream's rejectPod): Failed with the reason and message, its
+    QoS class kept, and the start time the status manager gives any pod it first reports."""
+    status = pod.get("status") or {}
+    return {"phase": "Failed", "reason": reason, "message": message,
+            "qosClass": qos_class(dict(pod.get("spec") or {})), "startTime": status.get("startTime") or rfc3339(now)}

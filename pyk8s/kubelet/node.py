@@ -4,8 +4,10 @@ Upstream's kubelet registers its Node once (creating it, or adopting the one a p
 renews its Lease in kube-node-lease every 10 s on a connection of its own (so heartbeats never queue
 behind pod traffic), computes the node status every 10 s and writes it when anything but heartbeat
 times changed or 5 minutes have passed (pkg/kubelet/kubelet_node_status.go, component-helpers' lease
-controller). The facts come from the host (CPU, memory, filesystems, process table, /etc/os-release)
-and the CRI runtime (version, images, image filesystem); the pure builders are in node_status.py.
+controller). The facts come from the host (CPU, memory, filesystems, /etc/os-release) and the CRI
+runtime (version, images); MemoryPressure, DiskPressure and PIDPressure are the eviction manager's
+(eviction/manager.py `conditions()`), the one place the node's pressure is measured. The pure builders
+are in node_status.py.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import math
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -34,6 +36,7 @@ from ..client import (
     is_conflict,
     is_not_found,
 )
+from .eviction.thresholds import Threshold, parse_threshold_config
 from .node_status import (
     DEFAULT_MAX_PODS,
     KUBELET_PORT,
@@ -44,9 +47,7 @@ from .node_status import (
     REAL_KUBELET_VERSION,
     RENEW_INTERVAL,
     RUNTIME_DOWN,
-    EvictionThresholds,
     HostCapacity,
-    NodeSignals,
     capacity_and_allocatable,
     lease_object,
     node_addresses,
@@ -57,15 +58,11 @@ from .node_status import (
     real_node_status,
     real_status_needs_update,
     renewed_lease,
-    under_pressure,
 )
 from .runtime.cri import CRIClient, CRIError
 
 log = logging.getLogger("pyk8s.kubelet.node")
 
-# Upstream's evictionPressureTransitionPeriod: a pressure condition stays True this long after the
-# signal last crossed its threshold, so the node does not flap.
-PRESSURE_TRANSITION_PERIOD = 300.0
 # The lease controller's retry backoff (component-helpers: 200 ms doubling to 7 s).
 LEASE_RETRY_INITIAL = 0.2
 LEASE_RETRY_MAX = 7.0
@@ -154,27 +151,6 @@ def host_capacity(nodefs: Path, max_pods: int) -> HostCapacity:
                         pods=max_pods)
 
 
-def _tasks_in_use() -> int:
-    """Scheduling entities (processes and threads) on the machine, the count pid_max limits."""
-    try:
-        return int(Path("/proc/loadavg").read_text().split()[3].split("/")[1])
-    except (OSError, IndexError, ValueError):
-        return len(psutil.pids())
-
-
-def host_signals(nodefs: Path, imagefs: Path) -> NodeSignals:
-    nodefs_capacity, nodefs_available = filesystem_usage(nodefs)
-    imagefs_capacity, imagefs_available = filesystem_usage(imagefs)
-    try:
-        pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
-    except (OSError, ValueError):
-        pid_max = 0
-    return NodeSignals(memory_available=psutil.virtual_memory().available,
-                       nodefs_available=nodefs_available, nodefs_capacity=nodefs_capacity,
-                       imagefs_available=imagefs_available, imagefs_capacity=imagefs_capacity,
-                       pids_available=max(pid_max - _tasks_in_use(), 0), pid_max=pid_max)
-
-
 def _read_first(*paths: str) -> str:
     for path in paths:
         try:
@@ -215,24 +191,6 @@ def host_node_info(runtime_version: str) -> dict[str, str]:
     }
 
 
-class PressureTracker:
-    """Holds each pressure condition True for the transition period after its signal last crossed the
-    threshold, as upstream's eviction manager does."""
-
-    def __init__(self, period: float = PRESSURE_TRANSITION_PERIOD, clock: Callable[[], float] = time.monotonic):
-        self.period = period
-        self.clock = clock
-        self._last_seen: dict[str, float] = {}
-
-    def observe(self, crossed: dict[str, bool]) -> dict[str, bool]:
-        now = self.clock()
-        for condition, active in crossed.items():
-            if active:
-                self._last_seen[condition] = now
-        return {condition: condition in self._last_seen and now - self._last_seen[condition] < self.period
-                for condition in crossed}
-
-
 # ---- the Node and its Lease ---------------------------------------------------------------------------
 
 
@@ -245,7 +203,8 @@ class NodeConfig:
     labels: dict[str, str] = field(default_factory=dict)
     kubelet_port: int = KUBELET_PORT
     max_pods: int = DEFAULT_MAX_PODS
-    thresholds: EvictionThresholds = field(default_factory=EvictionThresholds)
+    # The hard eviction thresholds keep back memory and node filesystem from allocatable.
+    thresholds: list[Threshold] = field(default_factory=parse_threshold_config)
     # Used when no node IPAM controller assigns spec.podCIDR within pod_cidr_wait seconds.
     pod_cidr_fallback: str | None = None
     pod_cidr_wait: float = 30.0
@@ -261,23 +220,12 @@ class NodeStatusSource:
     """Everything the node's status is made of, read from the host and the CRI runtime."""
 
     def __init__(self, config: NodeConfig, runtime: CRIClient, *, network_ready: Callable[[], bool],
-                 pressure: PressureTracker | None = None) -> None:
+                 pressure: Callable[[], Mapping[str, bool]]) -> None:
+        """`pressure`: MemoryPressure/DiskPressure/PIDPressure now (the eviction manager's `conditions`)."""
         self.config = config
         self.runtime = runtime
         self.network_ready = network_ready
-        self.pressure = pressure or PressureTracker()
-        self._imagefs: Path | None = None
-
-    async def _imagefs_path(self) -> Path:
-        """Where the runtime keeps images (ImageFsInfo's mountpoint), else the node filesystem."""
-        if self._imagefs is None:
-            try:
-                info = await self.runtime.image_fs_info(timeout=5)
-                mounts = [fs.fs_id.mountpoint for fs in info.image_filesystems if fs.fs_id.mountpoint]
-                self._imagefs = Path(mounts[0]) if mounts else self.config.data_dir
-            except CRIError:
-                return self.config.data_dir
-        return self._imagefs
+        self.pressure = pressure
 
     async def status(self, now: float, previous: dict | None = None) -> dict:
         cfg = self.config
@@ -297,13 +245,9 @@ class NodeStatusSource:
             images = (previous or {}).get("images") or []
         if not self.network_ready():
             errors.append(NETWORK_NOT_READY)
-        loop = asyncio.get_running_loop()
-        imagefs = await self._imagefs_path()
-        host, signals = await loop.run_in_executor(None, lambda: (host_capacity(cfg.data_dir, cfg.max_pods),
-                                                                  host_signals(cfg.data_dir, imagefs)))
+        host = await asyncio.to_thread(host_capacity, cfg.data_dir, cfg.max_pods)
         capacity, allocatable = capacity_and_allocatable(host, cfg.thresholds)
-        pressure = self.pressure.observe(under_pressure(signals, cfg.thresholds))
-        conditions = real_node_conditions(pressure, errors, now, (previous or {}).get("conditions"))
+        conditions = real_node_conditions(self.pressure(), errors, now, (previous or {}).get("conditions"))
         return real_node_status(capacity=capacity, allocatable=allocatable, conditions=conditions,
                                 addresses=node_addresses(cfg.node_ip, cfg.hostname),
                                 node_info=host_node_info(runtime_version), images=images,

@@ -14,12 +14,13 @@ import ipaddress
 import math
 import string
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from fractions import Fraction
 
 from pyk8s.api.quantity import BINARY_SI, canonical
+from pyk8s.kubelet.eviction.thresholds import MEMORY_AVAILABLE, NODEFS_AVAILABLE, Threshold
 
 KUBELET_VERSION = "v1.32.0-pyk8s-sim"
 CONTAINER_RUNTIME_VERSION = "simulated://1.0"
@@ -277,19 +278,6 @@ DEFAULT_MAX_PODS = 110
 # Upstream's nodeStatusMaxImages and MaxNamesPerImageInNodeStatus.
 MAX_IMAGES_IN_NODE_STATUS = 50
 MAX_NAMES_PER_IMAGE = 5
-MiB = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class EvictionThresholds:
-    """The kubelet's hard eviction thresholds: upstream's Linux defaults (memory.available<100Mi,
-    nodefs.available<10%, imagefs.available<15%). Upstream sets no default for pid.available; pyk8s
-    reports PIDPressure below 5% of pid_max left so a fork bomb shows on the node."""
-
-    memory_available_bytes: int = 100 * MiB
-    nodefs_available: float = 0.10
-    imagefs_available: float = 0.15
-    pid_available: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -308,44 +296,24 @@ def _bytes_quantity(value: int) -> str:
     return canonical(Fraction(max(value, 0)), BINARY_SI)
 
 
-def capacity_and_allocatable(host: HostCapacity, thresholds: EvictionThresholds) -> tuple[dict, dict]:
+def hard_eviction_reservation(thresholds: Iterable[Threshold], signal: str, capacity: int) -> int:
+    """What the hard thresholds on `signal` keep back of `capacity` (upstream hardEvictionReservation)."""
+    return sum(t.value.amount(capacity) for t in thresholds if t.signal == signal and t.hard)
+
+
+def capacity_and_allocatable(host: HostCapacity, thresholds: Iterable[Threshold]) -> tuple[dict, dict]:
     """status.capacity and status.allocatable. As upstream with no kube/system reservations:
     allocatable = capacity minus the hard eviction thresholds (memory.available, nodefs.available)."""
+    thresholds = list(thresholds)
     capacity = {"cpu": str(host.cpu), "ephemeral-storage": _bytes_quantity(host.ephemeral_storage),
                 **{name: _bytes_quantity(size) for name, size in host.hugepages.items()},
                 "memory": _bytes_quantity(host.memory), "pods": str(host.pods)}
-    storage_reserved = int(host.ephemeral_storage * thresholds.nodefs_available)
+    storage_reserved = hard_eviction_reservation(thresholds, NODEFS_AVAILABLE, host.ephemeral_storage)
+    memory_reserved = hard_eviction_reservation(thresholds, MEMORY_AVAILABLE, host.memory)
     allocatable = {**capacity,
                    "ephemeral-storage": _bytes_quantity(host.ephemeral_storage - storage_reserved),
-                   "memory": _bytes_quantity(host.memory - thresholds.memory_available_bytes)}
+                   "memory": _bytes_quantity(host.memory - memory_reserved)}
     return capacity, allocatable
-
-
-@dataclass(frozen=True)
-class NodeSignals:
-    """The eviction manager's signals, as measured now (bytes and process counts)."""
-
-    memory_available: int
-    nodefs_available: int
-    nodefs_capacity: int
-    imagefs_available: int
-    imagefs_capacity: int
-    pids_available: int
-    pid_max: int
-
-
-def under_pressure(signals: NodeSignals, thresholds: EvictionThresholds) -> dict[str, bool]:
-    """Which pressure conditions the signals cross right now (condition type → True when under pressure)."""
-
-    def short(available: int, capacity: int, fraction: float) -> bool:
-        return capacity > 0 and available < capacity * fraction
-
-    return {
-        "MemoryPressure": signals.memory_available < thresholds.memory_available_bytes,
-        "DiskPressure": short(signals.nodefs_available, signals.nodefs_capacity, thresholds.nodefs_available)
-        or short(signals.imagefs_available, signals.imagefs_capacity, thresholds.imagefs_available),
-        "PIDPressure": short(signals.pids_available, signals.pid_max, thresholds.pid_available),
-    }
 
 
 # condition type → ((reason, message) without pressure, (reason, message) under pressure), upstream's texts.

@@ -67,6 +67,17 @@ class Waiting:
     message: str = ""
 
 
+@dataclass(frozen=True)
+class TerminalOverride:
+    """A final status decided by the kubelet rather than by the containers: an eviction (phase Failed, reason
+    `Evicted`, the eviction message, the DisruptionTarget condition) or an admission rejection."""
+
+    phase: str
+    reason: str
+    message: str
+    condition: Mapping | None = None  # e.g. DisruptionTarget; kept first, as upstream copies it over
+
+
 def container_id(runtime_name: str, instance: ContainerState) -> str:
     return f"{runtime_name}://{instance.id}"
 
@@ -196,6 +207,15 @@ def _condition(type_: str, ok: bool, now: float, before: Mapping[str, dict], rea
     return condition
 
 
+def _override_condition(override: TerminalOverride, now: float, before: Mapping[str, dict]) -> dict:
+    condition = dict(override.condition or {})
+    old = before.get(condition.get("type"))
+    same = old is not None and old.get("status") == condition.get("status")
+    condition.setdefault("lastProbeTime", None)
+    condition["lastTransitionTime"] = (old.get("lastTransitionTime") if same else None) or rfc3339(now)
+    return condition
+
+
 def _gates_message(pod: Mapping, conditions: Mapping[str, dict]) -> str:
     problems = []
     for gate in (pod.get("spec") or {}).get("readinessGates") or []:
@@ -228,10 +248,10 @@ def _initialized(init_containers: list[dict], init_statuses: list[dict], app_sta
 def build_pod_status(pod: Mapping, status: PodRuntimeStatus, *, waiting: Mapping[str, Waiting], host_ips: list[str],
                      now: float, runtime_name: str = "containerd", probes: ReadinessSource = NO_PROBES,
                      terminal: bool = False, start_time: float | None = None,
-                     previous: Mapping | None = None) -> dict:
+                     previous: Mapping | None = None, override: TerminalOverride | None = None) -> dict:
     """The kubelet-owned pod status. `terminal`: the pod is being (or has been) terminated, so nothing will
     restart; `previous` (the last reported or the server's status) keeps unchanged conditions' transition times
-    and the startTime."""
+    and the startTime; `override` (an eviction) sets phase, reason and message whatever the containers say."""
     spec = pod.get("spec") or {}
     server_status = pod.get("status") or {}
     previous = previous if previous is not None else server_status
@@ -250,12 +270,14 @@ def build_pod_status(pod: Mapping, status: PodRuntimeStatus, *, waiting: Mapping
             if "waiting" in s["state"] and not s["lastState"]:
                 s["state"] = {"terminated": {"exitCode": 137, "reason": "ContainerStatusUnknown",
                                              "message": NOT_LOCATED_MESSAGE, "startedAt": None, "finishedAt": None}}
-    phase = _phase(spec, init_statuses, app_statuses, terminal)
+    phase = override.phase if override is not None else _phase(spec, init_statuses, app_statuses, terminal)
 
     sandbox = status.latest_sandbox
     sandbox_ready = sandbox is not None and sandbox.ready and (bool(sandbox.ips) or bool(spec.get("hostNetwork")))
-    conditions = [_condition("PodReadyToStartContainers", sandbox_ready and phase not in ("Succeeded", "Failed"),
-                             now, before)]
+    conditions = [] if override is None or override.condition is None else [_override_condition(override, now,
+                                                                                                   before)]
+    conditions.append(_condition("PodReadyToStartContainers",
+                                 sandbox_ready and phase not in ("Succeeded", "Failed"), now, before))
 
     conditions.append(_initialized(init_containers, init_statuses, app_statuses, phase, now, before))
 
@@ -282,6 +304,9 @@ def build_pod_status(pod: Mapping, status: PodRuntimeStatus, *, waiting: Mapping
     conditions += [ready, containers_ready, _condition("PodScheduled", True, now, server_conditions)]
 
     result: dict = {"phase": phase, "conditions": conditions}
+    if override is not None:
+        result["reason"] = override.reason
+        result["message"] = override.message
     if host_ips:
         result["hostIP"] = host_ips[0]
         result["hostIPs"] = [{"ip": ip} for ip in host_ips]

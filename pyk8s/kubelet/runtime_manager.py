@@ -278,7 +278,7 @@ class RuntimeManager:
                                                  result)
             if waiting is not None:
                 result.waiting[container_name] = waiting
-        await self._remove_dead_instances(status)
+        await self.remove_dead_instances(status)
         return result
 
     async def _create_sandbox(self, pod: dict, config: pb.PodSandboxConfig) -> str:
@@ -307,7 +307,7 @@ class RuntimeManager:
             if instance.name in init_names and instance.exited:
                 await self._remove_container(instance.id)
 
-    async def _remove_dead_instances(self, status: PodRuntimeStatus) -> None:
+    async def remove_dead_instances(self, status: PodRuntimeStatus) -> None:
         """Keep the newest instance of each container and the one before it (lastState); remove older dead ones
         (upstream's container GC keeps one dead container per name), then stopped sandboxes other than the newest
         that no longer hold a kept container."""
@@ -326,6 +326,12 @@ class RuntimeManager:
                 except CRIError as exc:
                     if not exc.not_found:
                         log.warning("removing sandbox %s: %s", sandbox.id, exc)
+
+    async def remove_exited_containers(self, status: PodRuntimeStatus) -> None:
+        """Every exited container of a pod that has terminated (container GC under disk pressure)."""
+        for instance in status.containers:
+            if instance.exited:
+                await self._remove_container(instance.id)
 
     async def _remove_container(self, container_id: str) -> None:
         try:

@@ -394,13 +394,15 @@ class NetnsCluster:
 
 
 @pytest.fixture
-async def netns_cluster(node_netns: str) -> AsyncIterator[NetnsCluster]:
+async def netns_cluster(node_netns: str, request: pytest.FixtureRequest) -> AsyncIterator[NetnsCluster]:
     """A whole cluster (`pyk8s server` with its real agent, containerd and pods) inside `node_netns`.
 
     The node's address is NODE_IP on a veth pair inside the namespace. The test reaches the apiserver through
     `cluster.kubeconfig` (a host-side forwarder on 127.0.0.1 into the namespace); `cluster.kubectl(...)` runs
     kubectl with it and `cluster.exec_in_netns(...)` runs a command inside the namespace. Afterwards the server
-    is stopped by PID, and sandboxes, processes and cgroups it left are removed."""
+    is stopped by PID, and sandboxes, processes and cgroups it left are removed. Extra `pyk8s server` flags come
+    from indirect parametrization: `@pytest.mark.parametrize("netns_cluster", [("--kubelet-arg", "k=v")],
+    indirect=True)`."""
     _ip("-n", node_netns, "link", "add", "pyk8s0", "type", "veth", "peer", "name", "pyk8s1")
     _ip("-n", node_netns, "addr", "add", f"{NODE_IP}/24", "dev", "pyk8s0")
     _ip("-n", node_netns, "link", "set", "pyk8s0", "up")
@@ -411,7 +413,7 @@ async def netns_cluster(node_netns: str) -> AsyncIterator[NetnsCluster]:
     cluster = NetnsCluster(netns=node_netns, data_dir=data_dir / "server", node_ip=NODE_IP,
                            cgroup_root=f"/pyk8s-e2e-{suffix}")
     try:
-        await asyncio.to_thread(cluster.start)
+        await asyncio.to_thread(cluster.start, tuple(getattr(request, "param", ())))
         yield cluster
     finally:
         await cluster.remove_pods_from_runtime()

@@ -44,11 +44,14 @@ class StandInRuntime:
 
 
 def _node(tmp_path: Path, runtime: StandInRuntime, client: APIClient, *, network_ready: list[bool],
-          **config) -> NodeRegistration:
+          pressure: dict[str, bool] | None = None, **config) -> NodeRegistration:
+    """`pressure` stands in for the eviction manager's conditions (the node reports whatever it says now)."""
     name = f"node-{secrets.token_hex(3)}"
     node_config = NodeConfig(name=config.pop("name", name), node_ip="10.254.0.7", data_dir=tmp_path,
                              labels={"node-role.kubernetes.io/worker": "true"}, **config)
-    source = NodeStatusSource(node_config, runtime, network_ready=lambda: network_ready[0])
+    conditions = pressure if pressure is not None else {}
+    source = NodeStatusSource(node_config, runtime, network_ready=lambda: network_ready[0],
+                              pressure=lambda: conditions)
     return NodeRegistration(client, source)
 
 
@@ -167,3 +170,18 @@ async def test_a_status_changed_by_someone_else_is_written_back(client: APIClien
     ready = _conditions(await client.get("nodes", registration.config.name))["Ready"]
     assert (ready["status"], ready["reason"]) == ("True", "KubeletReady")
     assert not await registration.update_status()
+
+
+async def test_pressure_conditions_are_the_eviction_managers(client: APIClient, tmp_path: Path) -> None:
+    pressure = {"MemoryPressure": False, "DiskPressure": False, "PIDPressure": False}
+    registration = _node(tmp_path, StandInRuntime(), client, network_ready=[True], pressure=pressure)
+    await registration.register()
+    assert _conditions(registration.node)["DiskPressure"]["status"] == "False"
+
+    pressure["DiskPressure"] = True
+    assert await registration.update_status()  # a changed condition is written at once
+    node = await client.get("nodes", registration.config.name)
+    disk = _conditions(node)["DiskPressure"]
+    assert (disk["status"], disk["reason"], disk["message"]) == ("True", "KubeletHasDiskPressure",
+                                                                 "kubelet has disk pressure")
+    assert _conditions(node)["MemoryPressure"]["status"] == "False"

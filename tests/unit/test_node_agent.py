@@ -6,20 +6,19 @@ from pathlib import Path
 
 import pytest
 
-from pyk8s.kubelet.node import PressureTracker, condition_events, hugepages, os_image
+from pyk8s.kubelet.agent import eviction_settings
+from pyk8s.kubelet.eviction.thresholds import parse_threshold_config
+from pyk8s.kubelet.node import condition_events, hugepages, os_image
 from pyk8s.kubelet.node_status import (
     NETWORK_NOT_READY,
     RUNTIME_DOWN,
-    EvictionThresholds,
     HostCapacity,
-    NodeSignals,
     capacity_and_allocatable,
     node_images,
     ready_message,
     real_node_conditions,
     real_node_object,
     real_status_needs_update,
-    under_pressure,
 )
 
 GiB = 1024**3
@@ -28,42 +27,61 @@ MiB = 1024**2
 
 def test_capacity_and_allocatable_keep_back_the_hard_eviction_thresholds() -> None:
     host = HostCapacity(cpu=4, memory=16 * GiB, ephemeral_storage=100 * GiB, hugepages={"hugepages-2Mi": 0})
-    capacity, allocatable = capacity_and_allocatable(host, EvictionThresholds())
+    capacity, allocatable = capacity_and_allocatable(host, parse_threshold_config())
     assert capacity == {"cpu": "4", "ephemeral-storage": "100Gi", "hugepages-2Mi": "0", "memory": "16Gi",
                         "pods": "110"}
     # memory.available<100Mi and nodefs.available<10% come off allocatable, as upstream with no reservations.
     assert allocatable["memory"] == f"{16 * 1024 - 100}Mi"
-    assert allocatable["ephemeral-storage"] == "90Gi"
+    # 10% is a float32 as upstream keeps it: 10737418400 bytes of 100Gi, so allocatable is not a round number.
+    assert allocatable["ephemeral-storage"] == str(100 * GiB - 10737418400)
     assert allocatable["cpu"] == "4" and allocatable["pods"] == "110" and allocatable["hugepages-2Mi"] == "0"
 
 
 def test_capacity_of_odd_sizes_is_in_kibibytes_like_cadvisor() -> None:
     host = HostCapacity(cpu=2, memory=16314536 * 1024, ephemeral_storage=102626232 * 1024, pods=50)
-    capacity, allocatable = capacity_and_allocatable(host, EvictionThresholds(memory_available_bytes=0))
+    capacity, allocatable = capacity_and_allocatable(host, [])
     assert capacity["memory"] == "16314536Ki" and capacity["ephemeral-storage"] == "102626232Ki"
     assert capacity["pods"] == "50" and allocatable["memory"] == "16314536Ki"
 
 
-def _signals(**overrides) -> NodeSignals:
-    values = {"memory_available": 8 * GiB, "nodefs_available": 50 * GiB, "nodefs_capacity": 100 * GiB,
-              "imagefs_available": 50 * GiB, "imagefs_capacity": 100 * GiB, "pids_available": 30000,
-              "pid_max": 32768}
-    return NodeSignals(**{**values, **overrides})
+def test_allocatable_follows_the_configured_hard_thresholds_only() -> None:
+    host = HostCapacity(cpu=4, memory=16 * GiB, ephemeral_storage=100 * GiB)
+    # A given --eviction-hard replaces the defaults: no nodefs threshold, so no storage is kept back; a
+    # percentage is of the memory capacity (float32, as upstream).
+    _, allocatable = capacity_and_allocatable(host, eviction_settings(hard="memory.available<25%").thresholds)
+    assert allocatable["memory"] == "12Gi" and allocatable["ephemeral-storage"] == "100Gi"
+    # Soft thresholds keep nothing back.
+    soft = eviction_settings(hard="", soft="memory.available<1Gi", soft_grace_period="memory.available=1m")
+    assert capacity_and_allocatable(host, soft.thresholds)[1]["memory"] == "16Gi"
 
 
-@pytest.mark.parametrize("overrides, pressured", [
-    ({}, set()),
-    ({"memory_available": 99 * MiB}, {"MemoryPressure"}),
-    ({"memory_available": 100 * MiB}, set()),
-    ({"nodefs_available": 9 * GiB}, {"DiskPressure"}),
-    ({"imagefs_available": 14 * GiB}, {"DiskPressure"}),
-    ({"imagefs_available": 16 * GiB}, set()),
-    ({"pids_available": 1000}, {"PIDPressure"}),
-    ({"pids_available": 0, "pid_max": 0}, set()),  # no pid_max known: no verdict
+@pytest.mark.parametrize("flags, message", [
+    ({"hard": "memory.available<-1Mi"}, "eviction threshold memory.available must be positive: -1Mi"),
+    ({"soft": "memory.available<1Gi"}, "grace period must be specified for the soft eviction threshold "
+                                       "memory.available"),
+    ({"pressure_transition_period": "5 minutes"}, 'time: invalid duration "5 minutes"'),
+    ({"image_gc_high_threshold": 101}, "invalid configuration: imageGCHighThresholdPercent "
+                                       "(--image-gc-high-threshold) 101 must be between 0 and 100, inclusive"),
+    ({"image_gc_low_threshold": 85}, "invalid configuration: imageGCLowThresholdPercent (--image-gc-low-threshold) "
+                                     "85 must be less than imageGCHighThresholdPercent (--image-gc-high-threshold) 85"),
 ])
-def test_pressure_follows_upstreams_default_thresholds(overrides: dict, pressured: set) -> None:
-    result = under_pressure(_signals(**overrides), EvictionThresholds())
-    assert {name for name, active in result.items() if active} == pressured
+def test_eviction_flags_are_refused_with_upstreams_messages(flags: dict, message: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        eviction_settings(**flags)
+    assert str(caught.value) == message
+
+
+def test_eviction_flag_defaults_are_the_kubelets() -> None:
+    settings = eviction_settings()
+    assert sorted(t.signal for t in settings.thresholds) == ["imagefs.available", "imagefs.inodesFree",
+                                                             "memory.available", "nodefs.available",
+                                                             "nodefs.inodesFree"]
+    assert settings.pressure_transition_period == 300.0
+    assert (settings.image_gc.high_threshold_percent, settings.image_gc.low_threshold_percent) == (85, 80)
+    tuned = eviction_settings(hard="memory.available<99%", pressure_transition_period="30s",
+                              image_gc_high_threshold=100, image_gc_low_threshold=90)
+    assert [t.signal for t in tuned.thresholds] == ["memory.available"]
+    assert tuned.pressure_transition_period == 30.0 and tuned.image_gc.disabled
 
 
 def test_conditions_report_pressure_and_readiness_with_upstreams_texts() -> None:
@@ -114,17 +132,6 @@ def test_registered_node_object() -> None:
     assert node["metadata"]["annotations"] == {"node.alpha.kubernetes.io/ttl": "0",
                                                "volumes.kubernetes.io/controller-managed-attach-detach": "true"}
     assert node["spec"] == {} and node["status"] == {"capacity": {"cpu": "1"}}
-
-
-def test_pressure_is_held_for_the_transition_period() -> None:
-    now = [0.0]
-    tracker = PressureTracker(period=300, clock=lambda: now[0])
-    assert tracker.observe({"MemoryPressure": False}) == {"MemoryPressure": False}
-    assert tracker.observe({"MemoryPressure": True}) == {"MemoryPressure": True}
-    now[0] = 299.0
-    assert tracker.observe({"MemoryPressure": False}) == {"MemoryPressure": True}
-    now[0] = 300.0
-    assert tracker.observe({"MemoryPressure": False}) == {"MemoryPressure": False}
 
 
 def test_condition_changes_become_upstreams_node_events() -> None:

@@ -29,7 +29,8 @@ def _argv_value(argv: list[str], flag: str) -> str:
 
 
 def test_server_runs_a_real_agent_for_its_own_node(tmp_path: Path, pki) -> None:
-    opts = ServerOptions(data_dir=tmp_path, node_name="Node-A", kubelet_args=("cgroup-root=/pyk8s", "max-pods=50"))
+    opts = ServerOptions(data_dir=tmp_path, node_name="Node-A", kubelet_args=("cgroup-root=/pyk8s", "max-pods=50",
+                                                                              "eviction-hard=memory.available<99%"))
     supervisor = _components(opts, pki, "https://127.0.0.1:6443", "10.0.0.5")
     assert set(supervisor.children) == {"controller-manager", "scheduler", "agent", "proxy", "dns"}
     proxy = supervisor.children["proxy"].argv
@@ -46,6 +47,7 @@ def test_server_runs_a_real_agent_for_its_own_node(tmp_path: Path, pki) -> None:
     assert _argv_value(argv, "--cluster-dns") == "10.43.0.10"
     assert _argv_value(argv, "--pod-cidr") == "10.42.255.0/24"
     assert _argv_value(argv, "--cgroup-root") == "/pyk8s" and _argv_value(argv, "--max-pods") == "50"
+    assert _argv_value(argv, "--eviction-hard") == "memory.available<99%"
     assert "node-role.kubernetes.io/control-plane=true" in _argv_value(argv, "--node-labels")
     assert "--container-runtime-endpoint" not in argv
 
@@ -95,6 +97,13 @@ def test_no_local_node_without_root_unless_a_runtime_is_given(tmp_path: Path, pk
     (["--kubeconfig", "{kc}", "--pod-cidr", "10.42.0.0/33"], "Invalid value for --pod-cidr: '10.42.0.0/33'"),
     (["--kubeconfig", "{kc}", "--node-ip", "not-an-ip"], "Invalid value for --node-ip"),
     (["--kubeconfig", "{kc}", "--node-labels", "a=b,c"], "Invalid value for --node-labels: expected key=value"),
+    (["--kubeconfig", "{kc}", "--eviction-hard", "foo.available<1Gi"], "unsupported eviction signal foo.available"),
+    (["--kubeconfig", "{kc}", "--eviction-soft", "memory.available<1Gi"],
+     "grace period must be specified for the soft eviction threshold memory.available"),
+    (["--kubeconfig", "{kc}", "--eviction-pressure-transition-period", "soon"], 'time: invalid duration "soon"'),
+    (["--kubeconfig", "{kc}", "--image-gc-low-threshold", "90"],
+     "invalid configuration: imageGCLowThresholdPercent (--image-gc-low-threshold) 90 must be less than "
+     "imageGCHighThresholdPercent (--image-gc-high-threshold) 85"),
 ])
 def test_agent_rejects_bad_flags(tmp_path: Path, args: list[str], message: str) -> None:
     kubeconfig = tmp_path / "kc.yaml"
