@@ -46,6 +46,9 @@ def main() -> None:
 @click.option("--controllers", default="*", show_default=True, help="What the controller-manager runs.")
 @click.option("--disable-controller-manager", is_flag=True, help="Run no controller-manager.")
 @click.option("--disable-scheduler", is_flag=True, help="Run no scheduler.")
+@click.option("--authorization-mode", default="Node,RBAC", show_default=True,
+              help="Authorizers in order, comma-separated: Node, RBAC, AlwaysAllow, AlwaysDeny (system:masters is "
+                   "always allowed).")
 @click.option("--enable-admission-plugins", default="", help="Admission plugins to run beside the default ones.")
 @click.option("--disable-admission-plugins", default="", help="Default admission plugins not to run.")
 @click.option("--admission-control-config-file", type=click.Path(path_type=Path, exists=True), default=None,
@@ -63,15 +66,20 @@ def main() -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def server(data_dir: Path | None, https_port: int, bind_address: str, advertise_address: str,
            token_file: Path | None, disable_agent: bool, simulated_nodes: int, simulated_node_capacity: str,
-           controllers: str, disable_controller_manager: bool, disable_scheduler: bool, enable_admission_plugins: str,
-           disable_admission_plugins: str, admission_control_config_file: Path | None,
+           controllers: str, disable_controller_manager: bool, disable_scheduler: bool, authorization_mode: str,
+           enable_admission_plugins: str, disable_admission_plugins: str, admission_control_config_file: Path | None,
            encryption_provider_config: Path | None, audit_policy_file: Path | None, audit_log_path: str | None,
            audit_log_maxsize: int, audit_log_maxbackup: int, verbose: bool) -> None:
     """Run a whole single-machine cluster (embedded SQLite store)."""
     from .apiserver.audit import PolicyError, load_policy
+    from .apiserver.authz.chain import parse_modes
     from .store.encryption import EncryptionConfigError, load_encryption_config
 
     _setup_logging(verbose)
+    try:
+        authorization_modes = parse_modes(authorization_mode)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--authorization-mode") from None
     try:
         admission = AdmissionConfig(enable_plugins=_names(enable_admission_plugins),
                                     disable_plugins=_names(disable_admission_plugins),
@@ -94,8 +102,8 @@ def server(data_dir: Path | None, https_port: int, bind_address: str, advertise_
                          simulated_nodes=simulated_nodes,
                          simulated_node_capacity=_parse_capacity(simulated_node_capacity),
                          controllers=controllers, disable_controller_manager=disable_controller_manager,
-                         disable_scheduler=disable_scheduler, admission=admission,
-                         encryption_provider_config=encryption_provider_config,
+                         disable_scheduler=disable_scheduler, authorization_modes=authorization_modes,
+                         admission=admission, encryption_provider_config=encryption_provider_config,
                          audit_policy_file=audit_policy_file, audit_log_path=audit_log_path,
                          audit_log_maxsize=audit_log_maxsize, audit_log_maxbackup=audit_log_maxbackup,
                          verbose=verbose)
@@ -192,8 +200,8 @@ def scheduler(kubeconfig: Path, scheduler_name: str, leader_elect: bool, config_
 def agent(simulated: bool, nodes: int, kubeconfig: Path | None, server: str | None, token: str | None,
           data_dir: Path | None, join_timeout: float, node_capacity: str, name_prefix: str, verbose: bool) -> None:
     """Join nodes to a cluster."""
-    from .kubelet.simulated import SIMULATED_NODE_NAME, run_simulated_agent
-    from .kubelet.tlsbootstrap import JoinError, join
+    from .kubelet.simulated import run_simulated_agent
+    from .kubelet.tlsbootstrap import SIMULATED_NODES, JoinError, join_as
     from .server.jointoken import JoinTokenError, parse_join_token
 
     _setup_logging(verbose)
@@ -212,8 +220,8 @@ def agent(simulated: bool, nodes: int, kubeconfig: Path | None, server: str | No
             except JoinTokenError as exc:
                 raise click.BadParameter(str(exc), param_hint="--token") from None
             try:
-                path = await join(server or "", join_token, SIMULATED_NODE_NAME,
-                                  data_dir or default_data_dir() / "agent", timeout=join_timeout)
+                path = await join_as(server or "", join_token, SIMULATED_NODES,
+                                     data_dir or default_data_dir() / "agent", timeout=join_timeout)
             except JoinError as exc:
                 raise click.ClickException(str(exc)) from None
         await run_simulated_agent(path, nodes, capacity, name_prefix)
