@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import ssl
 import statistics
 import sys
@@ -28,7 +27,7 @@ from pathlib import Path
 import aiohttp
 import orjson
 import uvloop
-from harness import ROOT, Server, emit
+from harness import ROOT, Server, cpu_seconds, emit
 
 sys.path.insert(0, str(ROOT))
 
@@ -146,19 +145,6 @@ async def _create_burst(url: str, ctx: ssl.SSLContext, prefix: str, count: int,
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         return count, time.perf_counter() - started
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time of every thread of a process, from the scheduler's nanosecond counters (Linux): the
-    clock-tick resolution of /proc/<pid>/stat is too coarse for bursts of a few hundred requests."""
-    total = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                total += int(f.read().split()[0])
-        except FileNotFoundError:  # the thread ended between listing and reading
-            pass
-    return total / 1e9
 
 
 class Samples:

@@ -54,6 +54,9 @@ def main() -> None:
 @click.option("--controllers", default="*", show_default=True, help="What the controller-manager runs.")
 @click.option("--disable-controller-manager", is_flag=True, help="Run no controller-manager.")
 @click.option("--disable-scheduler", is_flag=True, help="Run no scheduler.")
+@click.option("--authorization-mode", default="Node,RBAC", show_default=True,
+              help="Authorizers in order, comma-separated: Node, RBAC, AlwaysAllow, AlwaysDeny (system:masters is "
+                   "always allowed).")
 @click.option("--enable-admission-plugins", default="", help="Admission plugins to run beside the default ones.")
 @click.option("--disable-admission-plugins", default="", help="Default admission plugins not to run.")
 @click.option("--admission-control-config-file", type=click.Path(path_type=Path, exists=True), default=None,
@@ -72,16 +75,21 @@ def main() -> None:
 def server(data_dir: Path | None, https_port: int, bind_address: str, advertise_address: str,
            token_file: Path | None, disable_agent: bool, node_name: str, node_ip: str,
            container_runtime_endpoint: str | None, kubelet_arg: tuple[str, ...], simulated_nodes: int,
-           simulated_node_capacity: str,
-           controllers: str, disable_controller_manager: bool, disable_scheduler: bool, enable_admission_plugins: str,
-           disable_admission_plugins: str, admission_control_config_file: Path | None,
+           simulated_node_capacity: str, controllers: str, disable_controller_manager: bool, disable_scheduler: bool,
+           authorization_mode: str, enable_admission_plugins: str, disable_admission_plugins: str,
+           admission_control_config_file: Path | None,
            encryption_provider_config: Path | None, audit_policy_file: Path | None, audit_log_path: str | None,
            audit_log_maxsize: int, audit_log_maxbackup: int, verbose: bool) -> None:
     """Run a whole single-machine cluster (embedded SQLite store)."""
     from .apiserver.audit import PolicyError, load_policy
+    from .apiserver.authz.chain import parse_modes
     from .store.encryption import EncryptionConfigError, load_encryption_config
 
     _setup_logging(verbose)
+    try:
+        authorization_modes = parse_modes(authorization_mode)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--authorization-mode") from None
     try:
         admission = AdmissionConfig(enable_plugins=_names(enable_admission_plugins),
                                     disable_plugins=_names(disable_admission_plugins),
@@ -109,8 +117,8 @@ def server(data_dir: Path | None, https_port: int, bind_address: str, advertise_
                          simulated_nodes=simulated_nodes,
                          simulated_node_capacity=_parse_capacity(simulated_node_capacity),
                          controllers=controllers, disable_controller_manager=disable_controller_manager,
-                         disable_scheduler=disable_scheduler, admission=admission,
-                         encryption_provider_config=encryption_provider_config,
+                         disable_scheduler=disable_scheduler, authorization_modes=authorization_modes,
+                         admission=admission, encryption_provider_config=encryption_provider_config,
                          audit_policy_file=audit_policy_file, audit_log_path=audit_log_path,
                          audit_log_maxsize=audit_log_maxsize, audit_log_maxbackup=audit_log_maxbackup,
                          verbose=verbose)
@@ -265,8 +273,7 @@ def agent(simulated: bool, nodes: int, kubeconfig: Path | None, server: str | No
     import ipaddress
 
     from .kubelet.agent import default_node_name, eviction_settings
-    from .kubelet.simulated import SIMULATED_NODE_NAME
-    from .kubelet.tlsbootstrap import JoinError, join
+    from .kubelet.tlsbootstrap import SIMULATED_NODES, JoinError, join_as, kubelet_identity
     from .server.jointoken import JoinTokenError, parse_join_token
 
     _setup_logging(verbose)
@@ -318,8 +325,10 @@ def agent(simulated: bool, nodes: int, kubeconfig: Path | None, server: str | No
         except JoinTokenError as exc:
             raise click.BadParameter(str(exc), param_hint="--token") from None
         try:
-            return await join(server or "", join_token, SIMULATED_NODE_NAME if simulated else name, node_dir,
-                              timeout=join_timeout)
+            # Simulated nodes share one identity outside system:nodes (docs/security.md); a real node is
+            # system:node:<name>, which the node authorizer and NodeRestriction confine to its own node.
+            identity = SIMULATED_NODES if simulated else kubelet_identity(name)
+            return await join_as(server or "", join_token, identity, node_dir, timeout=join_timeout)
         except JoinError as exc:
             raise click.ClickException(str(exc)) from None
 

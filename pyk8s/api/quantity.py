@@ -8,6 +8,7 @@ exponent) is written.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -164,7 +165,18 @@ def canonical(value: Fraction, fmt: str) -> str:
 
 def normalize(text: object, milli: bool = False) -> str:
     """The text upstream stores for a quantity; `milli` rounds up to 1m first (resource lists)."""
+    if isinstance(text, str):
+        return _normalized_text(text, milli)
+    return _normalize(text, milli)
+
+
+def _normalize(text: object, milli: bool) -> str:
     quantity = parse(text)
     if milli:
         quantity = round_up(quantity, -3)
     return str(quantity)
+
+
+# Every pod's requests and limits are normalized at least twice per write (defaulting runs again after
+# admission), and clusters use few distinct quantities: remember the answers (errors are not cached).
+_normalized_text = functools.lru_cache(maxsize=4096)(_normalize)

@@ -37,8 +37,8 @@ from .authn.serviceaccount import (
     TokenSigner,
 )
 from .authz import Attributes, forbidden
+from .authz.chain import DEFAULT_MODES, AuthorizerChain
 from .authz.escalation import current_request, escalation_hooks
-from .authz.rbac import RBACAuthorizer
 from .authz.reviews import AccessReviews
 from .bootstrap import bootstrap
 from .crds import CustomResourceDefinitions
@@ -75,6 +75,8 @@ class APIServerConfig:
     api_audiences: tuple[str, ...] = ()
     # How pods/log, exec, attach, portforward and nodes/proxy reach kubelets (--kubelet-client-certificate...).
     kubelet_client: KubeletClientConfig = field(default_factory=KubeletClientConfig)
+    # --authorization-mode: the authorizers after the system:masters check, in order (see authz/chain.py).
+    authorization_modes: tuple[str, ...] = DEFAULT_MODES
 
 
 class APIServer:
@@ -87,8 +89,8 @@ class APIServer:
         self.ssl_context = ssl_context
         self.cache = WatchCache(store, REGISTRY.stored_kinds())
         self.allocator = ServiceAllocator(config.service_cidr, config.node_port_range)
-        self.authorizer = RBACAuthorizer(self.cache)
-        self.rest = REST(store, self.cache, {"Service": self.allocator, **escalation_hooks(self.authorizer)})
+        self.authorizer = AuthorizerChain(self.cache, config.authorization_modes)
+        self.rest = REST(store, self.cache, {"Service": self.allocator, **escalation_hooks(self.authorizer.rbac)})
         self.rest.admission = build_chain(config.admission, ClusterState(self.cache), self._write_quota_status,
                                           self.authorizer.authorize)
         self.resources = ResourceHandler(self.rest)

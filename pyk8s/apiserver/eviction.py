@@ -27,6 +27,7 @@ from ..api.errors import APIError
 from ..api.kinds import REGISTRY, Kind
 from ..api.meta import now_rfc3339
 from ..api.validation import selector_matches
+from .admission import CREATE, Attributes
 from .negotiation import decode_body
 from .requestinfo import RequestInfo
 from .rest import DeleteOptions, ListRequest, WriteOptions
@@ -153,6 +154,10 @@ async def evict(handler: ResourceHandler, request: web.Request, info: RequestInf
     body = _decode_eviction(raw, ctype, info)
     write = handler._write_options(request, kind)
     options = delete_options_of(body, write.dry_run)
+    if handler.rest.admission is not None:
+        # Upstream admits an eviction as a create of pods/eviction (NodeRestriction keeps a node to its own pods).
+        await handler.rest.admission.review(Attributes(kind, CREATE, info.namespace, info.name, body, None, "eviction",
+                                                       options.dry_run, write.user, write.warnings))
     eviction = _Eviction(handler, kind, info.namespace, info.name, options,
                          WriteOptions(dry_run=options.dry_run, field_manager=write.field_manager))
     await eviction.run()

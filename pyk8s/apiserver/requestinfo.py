@@ -21,6 +21,7 @@ class RequestInfo:
     subresource: str = ""
     name: str = ""
     parts: tuple[str, ...] = ()  # path segments after the subresource (proxy paths)
+    field_selector: str = ""  # a list or watch's raw `fieldSelector`, for authorization
 
 
 def parse_request_info(method: str, path: str, query: dict[str, str], is_truthy) -> RequestInfo:
@@ -71,4 +72,6 @@ def parse_request_info(method: str, path: str, query: dict[str, str], is_truthy)
         verb = "deletecollection"
     elif name and verb == "get" and is_truthy(query.get("watch", "")):
         verb = "watch"
-    return RequestInfo(True, path, verb, prefix, group, version, namespace, resource, subresource, name, parts)
+    field_selector = query.get("fieldSelector", "") if verb in ("list", "watch") else ""
+    return RequestInfo(True, path, verb, prefix, group, version, namespace, resource, subresource, name, parts,
+                       field_selector)

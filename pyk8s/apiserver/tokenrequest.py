@@ -18,6 +18,7 @@ from aiohttp import web
 from ..api import errors
 from ..api.errors import APIError, FieldError
 from ..api.kinds import REGISTRY, Kind
+from .admission import CREATE, Attributes
 from .authn.serviceaccount import (
     EXPIRATION_EXTENSION_SECONDS,
     WARN_ONLY_BOUND_TOKEN_EXPIRATION_SECONDS,
@@ -159,6 +160,12 @@ async def create_token(handler: ResourceHandler, request: web.Request, info: Req
     _check_metadata(metadata, info.name, info.namespace)
     service_account = await _get(handler, "ServiceAccount", info.namespace, info.name)
     validate_spec(spec)
+    if handler.rest.admission is not None:
+        # A create of serviceaccounts/token, as upstream admits it (NodeRestriction: a node's tokens are bound
+        # to its own pods).
+        await handler.rest.admission.review(Attributes(kind, CREATE, info.namespace, info.name,
+                                                       {**body, "spec": spec}, None, "token",
+                                                       user=request.get("user")))
     pod = secret = node = None
     if spec["boundObjectRef"] is not None:
         pod, secret, node = await _bound_objects(handler, spec["boundObjectRef"], info.namespace, info.name)

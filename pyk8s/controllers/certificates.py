@@ -5,7 +5,9 @@
   checking the request fits the signer (else a Failed condition, as upstream);
 - `csrapproving-controller` approves kubelet client certificate requests when a SubjectAccessReview says
   the requestor may create `certificatesigningrequests/nodeclient` (bootstrapping) or
-  `certificatesigningrequests/selfnodeclient` (a node renewing its own certificate)."""
+  `certificatesigningrequests/selfnodeclient` (a node renewing its own certificate); and (pyk8s) requests
+  for the simulated-node agent's shared identity `system:pyk8s:simulated-nodes` (signer kube-apiserver-client)
+  when the requestor may create `certificatesigningrequests/simulatednodeclient`."""
 
 from __future__ import annotations
 
@@ -34,6 +36,9 @@ BACKDATE = datetime.timedelta(minutes=5)
 NODE_USER_PREFIX = "system:node:"
 NODES_GROUP = "system:nodes"
 KUBELET_CLIENT_USAGES = {"key encipherment", "digital signature", "client auth"}
+# The identity every simulated node of a `pyk8s agent --simulated` shares (outside system:nodes: the node
+# authorizer gives one identity one node).
+SIMULATED_NODES_USER = "system:pyk8s:simulated-nodes"
 KUBELET_SERVING_USAGES = {"key encipherment", "digital signature", "server auth"}
 _KEY_USAGES = {"digital signature": "digital_signature", "content commitment": "content_commitment",
                "key encipherment": "key_encipherment", "key agreement": "key_agreement",
@@ -65,6 +70,19 @@ def kubelet_client_problem(request: x509.CertificateSigningRequest, usages: list
     common_names = _attribute_values(request.subject, NameOID.COMMON_NAME)
     if len(common_names) != 1 or not common_names[0].startswith(NODE_USER_PREFIX):
         return "subject common name does not begin with system:node:"
+    if _has_sans(request):
+        return "DNS, email, IP or URI subjectAltNames are not allowed"
+    if not set(usages) <= KUBELET_CLIENT_USAGES or "client auth" not in usages:
+        return f"usages did not match {sorted(KUBELET_CLIENT_USAGES)}"
+    return None
+
+
+def simulated_nodes_client_problem(request: x509.CertificateSigningRequest, usages: list[str]) -> str | None:
+    """Why a request is not one for the simulated-node agent's identity (checked like a kubelet client's)."""
+    if _attribute_values(request.subject, NameOID.COMMON_NAME) != [SIMULATED_NODES_USER]:
+        return f"subject common name is not {SIMULATED_NODES_USER}"
+    if _attribute_values(request.subject, NameOID.ORGANIZATION_NAME):
+        return "subject organization is not empty"
     if _has_sans(request):
         return "DNS, email, IP or URI subjectAltNames are not allowed"
     if not set(usages) <= KUBELET_CLIENT_USAGES or "client auth" not in usages:
@@ -241,16 +259,22 @@ class CSRApprovingController(_CSRController):
 
     async def sync(self, csr: dict) -> None:
         spec = csr.get("spec") or {}
-        if spec.get("signerName") != csrs.KUBE_APISERVER_CLIENT_KUBELET or csrs.is_approved(csr):
+        signer = spec.get("signerName")
+        if signer not in (csrs.KUBE_APISERVER_CLIENT_KUBELET, csrs.KUBE_APISERVER_CLIENT) or csrs.is_approved(csr):
             return
         try:
             request = csrs.parse_request(csr)
         except ValueError:
             return  # the signer reports unusable requests; nothing to approve
-        if kubelet_client_problem(request, spec.get("usages") or []) is not None:
+        usages = spec.get("usages") or []
+        if signer == csrs.KUBE_APISERVER_CLIENT:
+            if simulated_nodes_client_problem(request, usages) is not None:
+                return  # other client certificates are approved by people (kubectl certificate approve)
+            subresource, message = "simulatednodeclient", "Auto approving simulated nodes client certificate " \
+                                                          "after SubjectAccessReview."
+        elif kubelet_client_problem(request, usages) is not None:
             return
-        common_name = _attribute_values(request.subject, NameOID.COMMON_NAME)[0]
-        if common_name == spec.get("username"):
+        elif _attribute_values(request.subject, NameOID.COMMON_NAME)[0] == spec.get("username"):
             subresource, message = "selfnodeclient", "Auto approving self kubelet client certificate after " \
                                                      "SubjectAccessReview."
         else:

@@ -74,8 +74,6 @@ from .node_status import (
 
 log = logging.getLogger("pyk8s.kubelet.simulated")
 
-# The one identity all simulated nodes of an agent share (user system:node:simulated in system:nodes).
-SIMULATED_NODE_NAME = "simulated"
 
 RUN_SECONDS_ANNOTATION = "sim.pyk8s.io/run-seconds"
 EXIT_CODE_ANNOTATION = "sim.pyk8s.io/exit-code"

@@ -5,7 +5,9 @@
    the bootstrap token is never sent to a server that cannot prove it is the token's cluster.
 2. From then on talk to the server through TLS verified against that CA, authenticated with the bootstrap
    token: create a CertificateSigningRequest (CN system:node:<name>, O system:nodes, signer
-   kubernetes.io/kube-apiserver-client-kubelet), which the controller-manager approves and signs.
+   kubernetes.io/kube-apiserver-client-kubelet), which the controller-manager approves and signs. A
+   simulated-node agent asks instead for its shared identity (CN system:pyk8s:simulated-nodes, signer
+   kubernetes.io/kube-apiserver-client), which the controller-manager approves likewise.
 3. Write a kubeconfig with the issued certificate and the new key (as kubelet's --bootstrap-kubeconfig
    flow writes its kubeconfig); later starts reuse it while its certificate is valid.
 """
@@ -17,6 +19,7 @@ import base64
 import datetime
 import logging
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -36,6 +39,7 @@ log = logging.getLogger("pyk8s.kubelet.tlsbootstrap")
 CLUSTER_INFO_NAMESPACE = "kube-public"
 CLUSTER_INFO = "cluster-info"
 NODES_GROUP = "system:nodes"
+SIMULATED_NODES_USER = "system:pyk8s:simulated-nodes"
 # An ECDSA key: kubelet asks for these usages (no key encipherment, which RSA keys add).
 CLIENT_USAGES = ["digital signature", "client auth"]
 # A certificate this close to its end is requested again rather than reused.
@@ -77,9 +81,26 @@ async def fetch_verified_ca(server: str, token: JoinToken) -> bytes:
     return ca_pem
 
 
-def certificate_request(node_name: str, key: ec.EllipticCurvePrivateKey) -> bytes:
-    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, NODES_GROUP),
-                         x509.NameAttribute(NameOID.COMMON_NAME, f"system:node:{node_name}")])
+@dataclass(frozen=True)
+class ClientIdentity:
+    """Who an agent asks to be: its certificate's subject and the signer that issues it."""
+
+    user: str
+    groups: tuple[str, ...]
+    signer: str
+
+
+def kubelet_identity(node_name: str) -> ClientIdentity:
+    return ClientIdentity(f"system:node:{node_name}", (NODES_GROUP,), csrs.KUBE_APISERVER_CLIENT_KUBELET)
+
+
+# Every node of a simulated agent, with one credential (outside system:nodes; see docs/security.md).
+SIMULATED_NODES = ClientIdentity(SIMULATED_NODES_USER, (), csrs.KUBE_APISERVER_CLIENT)
+
+
+def certificate_request(identity: ClientIdentity, key: ec.EllipticCurvePrivateKey) -> bytes:
+    subject = x509.Name([*(x509.NameAttribute(NameOID.ORGANIZATION_NAME, g) for g in identity.groups),
+                         x509.NameAttribute(NameOID.COMMON_NAME, identity.user)])
     return x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256()).public_bytes(
         serialization.Encoding.PEM)
 
@@ -94,16 +115,16 @@ def _outcome(csr: dict) -> bytes | None:
     return csrs.decode_bytes(status.get("certificate"))
 
 
-async def request_client_certificate(server: str, ca_pem: bytes, bootstrap_token: str, node_name: str,
+async def request_client_certificate(server: str, ca_pem: bytes, bootstrap_token: str, identity: ClientIdentity,
                                      timeout: float) -> tuple[bytes, bytes]:
-    """(certificate PEM, key PEM) for system:node:<node_name>, through an auto-approved CSR."""
+    """(certificate PEM, key PEM) for the identity, through an auto-approved CSR."""
     key = ec.generate_private_key(ec.SECP256R1())
     config = ClientConfig(server=server, ca_data=ca_pem, token=bootstrap_token)
     config.user_agent = config.user_agent.replace("client", "agent-bootstrap")
     csr = {"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
            "metadata": {"name": f"node-csr-{secrets.token_hex(8)}"},
-           "spec": {"request": base64.b64encode(certificate_request(node_name, key)).decode(),
-                    "signerName": csrs.KUBE_APISERVER_CLIENT_KUBELET, "usages": CLIENT_USAGES}}
+           "spec": {"request": base64.b64encode(certificate_request(identity, key)).decode(),
+                    "signerName": identity.signer, "usages": CLIENT_USAGES}}
     async with APIClient(config) as client:
         try:
             created = await client.create(csr)
@@ -125,33 +146,40 @@ async def request_client_certificate(server: str, ca_pem: bytes, bootstrap_token
     return certificate, key_pem
 
 
-def _reusable(kubeconfig: Path, server: str, ca_pem: bytes) -> bool:
-    """An earlier join's kubeconfig for this server and CA whose certificate is not about to expire."""
+def _reusable(kubeconfig: Path, server: str, ca_pem: bytes, identity: ClientIdentity) -> bool:
+    """An earlier join's kubeconfig for this server, CA and identity whose certificate is not about to expire."""
     try:
         config = ClientConfig.from_kubeconfig(kubeconfig)
         cert = x509.load_pem_x509_certificate(config.cert_data or b"")
     except Exception:  # missing or unreadable: join again
         return False
     left = cert.not_valid_after_utc - datetime.datetime.now(datetime.UTC)
-    return config.server == server and config.ca_data == ca_pem and left > RENEW_BEFORE
+    names = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    return config.server == server and config.ca_data == ca_pem and left > RENEW_BEFORE and names == [identity.user]
 
 
 async def join(server: str, token: JoinToken, node_name: str, data_dir: Path, *, timeout: float = 300) -> Path:
     """A kubeconfig in `data_dir` with the node's client certificate (reused when still good)."""
+    return await join_as(server, token, kubelet_identity(node_name), data_dir, timeout=timeout)
+
+
+async def join_as(server: str, token: JoinToken, identity: ClientIdentity, data_dir: Path, *,
+                  timeout: float = 300) -> Path:
+    """A kubeconfig in `data_dir` with a client certificate for `identity` (reused when still good)."""
     server = server.rstrip("/")
     ca_pem = await fetch_verified_ca(server, token)
     data_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(data_dir / "ca.crt", ca_pem, 0o644)
     kubeconfig = data_dir / "kubelet.kubeconfig"
-    if _reusable(kubeconfig, server, ca_pem):
+    if _reusable(kubeconfig, server, ca_pem, identity):
         log.info("join: reusing the client certificate in %s", kubeconfig)
         return kubeconfig
     try:
-        cert_pem, key_pem = await request_client_certificate(server, ca_pem, token.bootstrap_token, node_name,
+        cert_pem, key_pem = await request_client_certificate(server, ca_pem, token.bootstrap_token, identity,
                                                              timeout)
     except TimeoutError:
         raise JoinError(f"no certificate was issued within {timeout:.0f}s: is the controller-manager running "
                         "with the csrapproving and csrsigning controllers?") from None
-    write_kubeconfig(kubeconfig, server, ca_pem, cert_pem, key_pem, user=f"system:node:{node_name}")
-    log.info("join: joined %s as system:node:%s; kubeconfig written to %s", server, node_name, kubeconfig)
+    write_kubeconfig(kubeconfig, server, ca_pem, cert_pem, key_pem, user=identity.user)
+    log.info("join: joined %s as %s; kubeconfig written to %s", server, identity.user, kubeconfig)
     return kubeconfig

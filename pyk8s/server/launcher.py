@@ -25,11 +25,12 @@ from ..apiserver.admission import AdmissionConfig
 from ..apiserver.app import APIServer, APIServerConfig
 from ..apiserver.audit import auditor_from_flags
 from ..apiserver.authn import Authenticator
+from ..apiserver.authz.chain import DEFAULT_MODES
 from ..apiserver.node_proxy import KubeletClientConfig
 from ..client import APIClient, ClientConfig
 from ..kubelet.node_status import fallback_pod_cidr
 from ..kubelet.paths import KubeletPaths
-from ..kubelet.simulated import SIMULATED_NODE_NAME
+from ..kubelet.tlsbootstrap import SIMULATED_NODES
 from ..store.base import Store
 from ..store.encryption import DecryptionError, EncryptingStore, load_encryption_config
 from ..store.sqlite import SQLiteStore
@@ -70,6 +71,7 @@ class ServerOptions:
     controllers: str = "*"
     disable_controller_manager: bool = False
     disable_scheduler: bool = False
+    authorization_modes: tuple[str, ...] = DEFAULT_MODES
     admission: AdmissionConfig = field(default_factory=AdmissionConfig)
     encryption_provider_config: Path | None = None
     audit_policy_file: Path | None = None
@@ -134,10 +136,10 @@ def _components(opts: ServerOptions, pki: PKI, server_url: str, advertise: str) 
         supervisor.add("scheduler", [*cli, "scheduler", "--kubeconfig", str(kubeconfig), *verbose],
                        log_path=logs / "scheduler.log")
     if opts.simulated_nodes:
-        # Simulated nodes share one identity in the system:nodes group (per-node certificates arrive with the
-        # node authorizer).
-        kubeconfig = _component_kubeconfig(opts, pki, server_url, "simulated-nodes",
-                                           f"system:node:{SIMULATED_NODE_NAME}", ["system:nodes"])
+        # Simulated nodes share one identity outside system:nodes: the node authorizer gives a node identity
+        # its own node only (see docs/security.md).
+        kubeconfig = _component_kubeconfig(opts, pki, server_url, "simulated-nodes", SIMULATED_NODES.user,
+                                           list(SIMULATED_NODES.groups))
         capacity = ",".join(f"{k}={v}" for k, v in opts.simulated_node_capacity.items())
         supervisor.add("simulated-nodes", [*cli, "agent", "--simulated", "--nodes", str(opts.simulated_nodes),
                                            "--kubeconfig", str(kubeconfig), *(["--node-capacity", capacity]
@@ -260,7 +262,8 @@ async def run_server(opts: ServerOptions, *, ready: asyncio.Event | None = None,
     await store.start()
     config = APIServerConfig(bind_address=opts.bind_address, secure_port=opts.https_port,
                              advertise_address=advertise, service_cidr=opts.service_cidr, admission=opts.admission,
-                             kubelet_client=KubeletClientConfig(pki.kubelet_client_cert, pki.kubelet_client_key))
+                             kubelet_client=KubeletClientConfig(pki.kubelet_client_cert, pki.kubelet_client_key),
+                             authorization_modes=opts.authorization_modes)
     server = APIServer(store, config, server_ssl_context(pki), Authenticator(tokens),
                        service_account_key=pki.service_account_signing_key(), auditor=auditor)
     try:

@@ -79,7 +79,8 @@ async def _noop_writer(namespace: str, name: str, charge) -> None:
 
 def test_chain_keeps_upstream_order_and_switches():
     chain = build_chain(AdmissionConfig(), cluster(), _noop_writer)
-    assert chain.names == ["NamespaceLifecycle", "LimitRanger", "ServiceAccount", "PodSecurity", "Priority",
+    assert chain.names == ["NamespaceLifecycle", "LimitRanger", "ServiceAccount", "NodeRestriction", "PodSecurity",
+                           "Priority",
                            "DefaultTolerationSeconds", "DefaultStorageClass", "CertificateApproval",
                            "CertificateSigning", "CertificateSubjectRestriction", "DefaultIngressClass",
                            "MutatingAdmissionWebhook", "ValidatingAdmissionPolicy", "ValidatingAdmissionWebhook",

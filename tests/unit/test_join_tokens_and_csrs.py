@@ -15,8 +15,19 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pyk8s.api import certificates as csrs
 from pyk8s.api.printers import certificate_signing_request as csr_printer
 from pyk8s.apiserver.authn.bootstrap_tokens import BootstrapTokenAuthenticator
-from pyk8s.controllers.certificates import kubelet_client_problem, sign, signer_problem
-from pyk8s.kubelet.tlsbootstrap import JoinError, cluster_ca_from_cluster_info
+from pyk8s.controllers.certificates import (
+    kubelet_client_problem,
+    sign,
+    signer_problem,
+    simulated_nodes_client_problem,
+)
+from pyk8s.kubelet.tlsbootstrap import (
+    SIMULATED_NODES,
+    JoinError,
+    certificate_request,
+    cluster_ca_from_cluster_info,
+    kubelet_identity,
+)
 from pyk8s.server import jointoken
 from pyk8s.server.pki import ensure_pki
 
@@ -254,6 +265,23 @@ def test_kubelet_client_requests_must_name_a_node() -> None:
                           ("system:node:n1", ("system:nodes",), ("n1.example",))):
         request = x509.load_pem_x509_csr(_request_pem(cn, orgs, dns)[0])
         assert kubelet_client_problem(request, usages) is not None, (cn, orgs, dns)
+
+
+def test_simulated_agent_requests_name_exactly_its_shared_identity() -> None:
+    usages = ["digital signature", "client auth"]
+    key = ec.generate_private_key(ec.SECP256R1())
+    good = x509.load_pem_x509_csr(certificate_request(SIMULATED_NODES, key))
+    assert good.subject.rfc4514_string() == "CN=system:pyk8s:simulated-nodes"
+    assert SIMULATED_NODES.signer == csrs.KUBE_APISERVER_CLIENT
+    assert simulated_nodes_client_problem(good, usages) is None
+    assert simulated_nodes_client_problem(good, ["client auth", "server auth"]) is not None
+    kubelet = x509.load_pem_x509_csr(certificate_request(kubelet_identity("n1"), key))
+    assert kubelet.subject.rfc4514_string() == "CN=system:node:n1,O=system:nodes"
+    for cn, orgs, dns in (("system:pyk8s:simulated-nodes", ("system:masters",), ()),
+                          ("system:pyk8s:simulated-nodes", (), ("x.example",)), ("system:node:n1", (), ()),
+                          ("system:pyk8s:simulated-nodes-2", (), ())):
+        request = x509.load_pem_x509_csr(_request_pem(cn, orgs, dns)[0])
+        assert simulated_nodes_client_problem(request, usages) is not None, (cn, orgs, dns)
 
 
 def test_client_signer_refuses_server_usage() -> None:

@@ -194,8 +194,8 @@ def bootstrapped() -> Cluster:
         for r in roles:
             if r.get("aggregationRule") and r["rules"] != (rules := aggregated_rules(r, roles)):
                 r["rules"], changed = rules, True
-    for obj in roles + policy.all_cluster_role_bindings() + policy.namespaced_roles() + \
-            policy.namespaced_role_bindings():
+    for obj in roles + policy.all_cluster_role_bindings() + policy.all_namespaced_roles() + \
+            policy.all_namespaced_role_bindings():
         c.put(obj)
     return c
 
@@ -278,23 +278,45 @@ def test_components_hold_what_they_need(bootstrapped, user, verb, resource, grou
     assert bootstrapped.allowed(identity, verb, resource, namespace, group, subresource, name)
 
 
-def test_nodes_hold_the_system_node_role(bootstrapped):
-    node = UserInfo("system:node:simulated", groups=("system:nodes", "system:authenticated"))
+def test_rbac_alone_grants_nodes_nothing_and_the_simulated_agent_its_own_role(bootstrapped):
+    # As upstream, system:node is bound to nobody: kubelets' rights come from the node authorizer.
+    node = UserInfo("system:node:n1", groups=("system:nodes", "system:authenticated"))
     c = bootstrapped
-    assert c.allowed(node, "create", "nodes")
-    assert c.allowed(node, "patch", "nodes", subresource="status", name="n1")
-    assert c.allowed(node, "update", "leases", "kube-node-lease", "coordination.k8s.io", name="n1")
-    assert c.allowed(node, "patch", "pods", "d", subresource="status", name="p")
-    assert not c.allowed(node, "create", "deployments", "d", "apps")
-    assert c.allowed(node, "get", "secrets", "d", name="s")
+    assert not c.allowed(node, "create", "nodes")
+    assert not c.allowed(node, "get", "secrets", "d", name="s")
+    assert c.allowed(node, "create", "certificatesigningrequests", group="certificates.k8s.io",
+                     subresource="selfnodeclient")
+    simulated = UserInfo(policy.SIMULATED_NODES_USER, groups=("system:authenticated",))
+    assert c.allowed(simulated, "create", "nodes")
+    assert c.allowed(simulated, "patch", "nodes", subresource="status", name="sim-7")
+    assert c.allowed(simulated, "update", "leases", "kube-node-lease", "coordination.k8s.io", name="sim-7")
+    assert not c.allowed(simulated, "update", "leases", "kube-system", "coordination.k8s.io", name="x")
+    assert c.allowed(simulated, "patch", "pods", "d", subresource="status", name="p")
+    assert c.allowed(simulated, "delete", "pods", "d", name="p")
+    assert not c.allowed(simulated, "create", "pods", "d")
+    assert not c.allowed(simulated, "get", "secrets", "d", name="s")
+    assert not c.allowed(simulated, "delete", "nodes", name="sim-7")
+
+
+def test_proxy_and_dns_identities(bootstrapped):
+    proxy = UserInfo("system:kube-proxy", groups=("system:authenticated",))
+    dns = UserInfo("system:coredns", groups=("system:authenticated",))
+    for verb in ("list", "watch"):
+        assert bootstrapped.allowed(proxy, verb, "endpointslices", group="discovery.k8s.io")
+        assert bootstrapped.allowed(proxy, verb, "services")
+        assert bootstrapped.allowed(dns, verb, "endpointslices", group="discovery.k8s.io")
+        assert bootstrapped.allowed(dns, verb, "namespaces")
+    assert bootstrapped.allowed(proxy, "get", "nodes", name="n1")
+    assert not bootstrapped.allowed(proxy, "get", "secrets", "d", name="s")
+    assert not bootstrapped.allowed(dns, "create", "services", "d")
 
 
 def test_every_bootstrap_binding_points_at_a_bootstrap_role():
     cluster_roles = {r["metadata"]["name"] for r in policy.all_cluster_roles()}
     for b in policy.all_cluster_role_bindings():
         assert b["roleRef"]["name"] in cluster_roles, b["metadata"]["name"]
-    roles = {(r["metadata"]["namespace"], r["metadata"]["name"]) for r in policy.namespaced_roles()}
-    for b in policy.namespaced_role_bindings():
+    roles = {(r["metadata"]["namespace"], r["metadata"]["name"]) for r in policy.all_namespaced_roles()}
+    for b in policy.all_namespaced_role_bindings():
         assert (b["metadata"]["namespace"], b["roleRef"]["name"]) in roles, b["metadata"]["name"]
     for obj in policy.all_cluster_roles() + policy.all_cluster_role_bindings():
         assert obj["metadata"]["annotations"] == {policy.AUTOUPDATE_ANNOTATION: "true"}

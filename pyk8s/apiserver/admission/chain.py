@@ -21,6 +21,7 @@ from .default_toleration_seconds import DefaultTolerationSeconds
 from .interfaces import AdmissionPlugin, Attributes
 from .limit_ranger import LimitRanger
 from .namespace_lifecycle import NamespaceLifecycle
+from .node_restriction import NodeRestriction
 from .pod_security import PodSecurity, PodSecurityConfig
 from .policy import ValidatingAdmissionPolicy
 from .priority import Priority
@@ -33,7 +34,8 @@ from .webhook import MutatingAdmissionWebhook, ValidatingAdmissionWebhook, Webho
 log = logging.getLogger("pyk8s.apiserver.admission")
 
 ORDERED_PLUGINS: tuple[str, ...] = (
-    "NamespaceLifecycle", "LimitRanger", "ServiceAccount", "PodSecurity", "Priority", "DefaultTolerationSeconds",
+    "NamespaceLifecycle", "LimitRanger", "ServiceAccount", "NodeRestriction", "PodSecurity", "Priority",
+    "DefaultTolerationSeconds",
     "DefaultStorageClass", "StorageObjectInUseProtection", "CertificateApproval", "CertificateSigning",
     "CertificateSubjectRestriction", "DefaultIngressClass", "MutatingAdmissionWebhook",
     "ValidatingAdmissionPolicy", "ValidatingAdmissionWebhook", "ResourceQuota")
@@ -91,6 +93,11 @@ class AdmissionChain:
             if plugin.handles(attrs):
                 await plugin.validate(attrs)
 
+    async def review(self, attrs: Attributes) -> None:
+        """Both phases for a request that stores nothing itself (an eviction, a token request)."""
+        await self.admit(attrs)
+        await self.validate(attrs)
+
     async def close(self) -> None:
         if self.webhook_client is not None:
             await self.webhook_client.close()
@@ -106,6 +113,7 @@ def build_chain(config: AdmissionConfig, state: ClusterState, write_quota_status
         "NamespaceLifecycle": lambda: NamespaceLifecycle(state),
         "LimitRanger": lambda: LimitRanger(state),
         "ServiceAccount": lambda: ServiceAccount(state, must_exist=config.service_account_must_exist),
+        "NodeRestriction": lambda: NodeRestriction(state),
         "PodSecurity": lambda: PodSecurity(state, config.pod_security),
         "Priority": lambda: Priority(state),
         "DefaultTolerationSeconds": DefaultTolerationSeconds,

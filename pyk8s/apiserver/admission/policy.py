@@ -68,7 +68,7 @@ class ValidatingAdmissionPolicy(AdmissionPlugin):
         self.bindings = state.kind("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicyBinding")
 
     def handles(self, attrs: Attributes) -> bool:
-        return bool(self.state.list(self.bindings))
+        return self.state.has_any(self.bindings)
 
     async def validate(self, attrs: Attributes) -> None:
         namespace = namespace_object(self.state, attrs)

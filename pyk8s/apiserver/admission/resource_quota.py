@@ -76,6 +76,8 @@ class ResourceQuota(AdmissionPlugin):
         return attrs.operation == UPDATE and attrs.resource in _CHARGED_ON_UPDATE
 
     async def validate(self, attrs: Attributes) -> None:
+        if not self.state.has_any(self.quotas):
+            return
         quotas = self.state.list(self.quotas, attrs.namespace)
         if not quotas:
             return

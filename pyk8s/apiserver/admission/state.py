@@ -33,6 +33,11 @@ class ClusterState:
             obj = self.peek(kind, namespace, name)
         return obj
 
+    def has_any(self, kind: Kind) -> bool:
+        """Whether any object of the kind exists: the cheap first question of plugins whose policy objects
+        (webhook configurations, policy bindings, quotas) most clusters have none of."""
+        return bool(self.cache.cache_for(kind).objects)
+
     def list(self, kind: Kind, namespace: str = "") -> list[dict]:
         prefix = f"{kind.storage_prefix}{namespace}/" if namespace and kind.namespaced else kind.storage_prefix
         return [c.obj for c in self.cache.cache_for(kind).items(prefix)]

@@ -272,7 +272,7 @@ class _WebhookPlugin(AdmissionPlugin):
         self.configs = state.kind("admissionregistration.k8s.io", "v1", self.config_kind)
 
     def handles(self, attrs: Attributes) -> bool:
-        return bool(self.state.list(self.configs))
+        return self.state.has_any(self.configs)
 
     def webhooks(self) -> list[Webhook]:
         configs = sorted(self.state.list(self.configs), key=lambda c: c["metadata"]["name"])

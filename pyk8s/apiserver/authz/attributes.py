@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ...api import errors
 from ...api.errors import APIError
+from ...api.selectors import FieldSelector, SelectorError, parse_field_selector
 from ..authn import UserInfo
 from ..requestinfo import RequestInfo
 
@@ -21,6 +22,7 @@ class Attributes:
     name: str = ""
     path: str = ""
     is_resource_request: bool = True
+    field_selector: str = ""  # a list or watch's raw fieldSelector (the node authorizer reads it)
 
     @classmethod
     def from_request(cls, user: UserInfo, info: RequestInfo) -> Attributes:
@@ -31,7 +33,26 @@ class Attributes:
             # Upstream's RequestInfo puts /namespaces/NAME in namespace NAME: a RoleBinding there that
             # grants `get namespaces` lets its subjects read that one namespace.
             namespace = info.name
-        return cls(user, info.verb, namespace, info.group, info.resource, info.subresource, info.name, info.path)
+        name = info.name
+        if not name and info.field_selector:
+            # Upstream's RequestInfo: a list or watch pinned to one name by `metadata.name=` is authorized
+            # for that name, so `resourceNames` rules (and a kubelet watching its own Node) apply.
+            pinned = parsed_field_selector(info.field_selector).requires_exact_match("metadata.name")
+            if pinned and not {"/", "%"} & set(pinned) and pinned not in (".", ".."):
+                name = pinned
+        return cls(user, info.verb, namespace, info.group, info.resource, info.subresource, name, info.path,
+                   field_selector=info.field_selector)
+
+    def field_requirements(self) -> FieldSelector:
+        return parsed_field_selector(self.field_selector)
+
+
+def parsed_field_selector(raw: str) -> FieldSelector:
+    """The selector, or none when it does not parse (the request then fails with its own 400 later)."""
+    try:
+        return parse_field_selector(raw)
+    except SelectorError:
+        return FieldSelector()
 
 
 @dataclass(frozen=True, slots=True)

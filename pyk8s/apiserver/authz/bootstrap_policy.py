@@ -6,16 +6,20 @@ feature gates. Every object carries the `kubernetes.io/bootstrapping: rbac-defau
 the `rbac.authorization.kubernetes.io/autoupdate: "true"` annotation; see `reconcile.py` for
 how they are kept up to date at each start.
 
-Two pyk8s additions, both needed because pyk8s has no node authorizer and no per-controller
-service-account credentials yet (documented in docs/security.md):
-- the `system:node` ClusterRoleBinding binds the `system:nodes` group (upstream leaves it
-  without subjects and lets the node authorizer grant node rights);
+pyk8s additions (documented in docs/security.md):
 - `pyk8s:kube-controller-manager:<controller>` ClusterRoleBindings give the
-  kube-controller-manager's own identity the role of every controller it runs.
+  kube-controller-manager's own identity the role of every controller it runs (pyk8s has no
+  per-controller service-account credentials yet);
+- the simulated nodes' shared identity `system:pyk8s:simulated-nodes` and its roles, at the end of
+  this file.
 
 Cluster DNS is a node process here, not a CoreDNS pod: the `system:coredns` ClusterRole (from CoreDNS's
 manifests) is bound to the `system:coredns` user as well as CoreDNS's service account, and the
 `pyk8s:dns-registration` Role lets that user publish itself as `kube-system/kube-dns`.
+
+As upstream, the `system:node` ClusterRoleBinding has no subjects: kubelets get their rights from the
+node authorizer (`node.py`), whose static rules are `node_rules()`. A `system:nodes` subject that
+earlier pyk8s versions put there is removed at start (`RETIRED_SUBJECTS`).
 """
 
 from __future__ import annotations
@@ -94,8 +98,11 @@ def service_account(namespace: str, name: str) -> dict:
 
 
 def cluster_role_binding(name: str, subjects: list[dict], role: str = "") -> dict:
-    return {"apiVersion": RBAC_API_VERSION, "kind": "ClusterRoleBinding", "metadata": _meta(name),
-            "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": role or name}, "subjects": subjects}
+    binding = {"apiVersion": RBAC_API_VERSION, "kind": "ClusterRoleBinding", "metadata": _meta(name),
+               "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": role or name}}
+    if subjects:
+        binding["subjects"] = subjects
+    return binding
 
 
 def namespaced_role(namespace: str, name: str, rules: list[dict]) -> dict:
@@ -109,7 +116,8 @@ def role_binding(namespace: str, name: str, subjects: list[dict], role: str = ""
 
 # ---- roles ----------------------------------------------------------------------------------
 
-def _node_rules() -> list[dict]:
+def node_rules() -> list[dict]:
+    """Upstream's NodeRules: the system:node role, and what the node authorizer allows kubelets outright."""
     return [
         rule(("create",), (AUTHN,), ("tokenreviews",)),
         rule(("create",), (AUTHZ,), ("subjectaccessreviews", "localsubjectaccessreviews")),
@@ -255,7 +263,7 @@ def cluster_roles() -> list[dict]:
             rule(READ, (CORE,), ("events", "pods", "nodes", "namespaces")),
             rule(READ, (EXTENSIONS,), ("deployments",)),
         ]),
-        cluster_role("system:node", _node_rules()),
+        cluster_role("system:node", node_rules()),
         cluster_role("system:node-problem-detector", [
             rule(("get",), (CORE,), ("nodes",)),
             rule(("patch",), (CORE,), ("nodes/status",)),
@@ -332,9 +340,8 @@ def cluster_role_bindings() -> list[dict]:
         cluster_role_binding(COREDNS, [user(COREDNS), service_account("kube-system", "coredns")]),
         cluster_role_binding(KUBE_SCHEDULER, [user(KUBE_SCHEDULER)]),
         cluster_role_binding("system:volume-scheduler", [user(KUBE_SCHEDULER)]),
-        # pyk8s: upstream leaves this binding without subjects (the node authorizer grants nodes their
-        # rights); until pyk8s has a node authorizer the system:nodes group gets the role here.
-        cluster_role_binding("system:node", [group("system:nodes")]),
+        # Without subjects, as upstream: the node authorizer grants kubelets their rights.
+        cluster_role_binding("system:node", []),
         # The apiserver's own identity towards kubelets (pods/log, exec, nodes/proxy...), as k3s and kubeadm bind it.
         cluster_role_binding("pyk8s:kube-apiserver-kubelet-client", [user("kube-apiserver-kubelet-client")],
                              role="system:kubelet-api-admin"),
@@ -579,9 +586,75 @@ def namespaced_role_bindings() -> list[dict]:
     ]
 
 
+# ---- component identities pyk8s adds ---------------------------------------------------------
+
+SIMULATED_NODES_USER = "system:pyk8s:simulated-nodes"
+SIMULATED_NODES_ROLE = "system:pyk8s:simulated-nodes"
+SIMULATED_NODES_CSR_ROLE = "system:pyk8s:certificatesigningrequests:simulatednodeclient"
+SIMULATED_NODES_APPROVER_ROLE = "system:pyk8s:simulated-nodes-client-approver"
+NODE_LEASE_NAMESPACE = "kube-node-lease"
+
+
+def component_cluster_roles() -> list[dict]:
+    return [
+        # The simulated-node agent runs many nodes with one credential, which the node authorizer (one node
+        # per identity) cannot serve: exactly what it does for all of them, and nothing about secrets,
+        # config maps or volumes (its pods run nothing).
+        cluster_role(SIMULATED_NODES_ROLE, [
+            rule(("create", "get", "list", "watch", "update", "patch"), (CORE,), ("nodes",)),
+            rule(("update", "patch"), (CORE,), ("nodes/status",)),
+            rule(("get", "list", "watch", "delete"), (CORE,), ("pods",)),
+            rule(("update", "patch"), (CORE,), ("pods/status",)),
+            events_rule(),
+        ]),
+        # A joining simulated agent's bootstrap token may have its certificate request auto-approved
+        # (certificatesigningrequest-approving-controller, like nodeclient for kubelets) ...
+        cluster_role(SIMULATED_NODES_CSR_ROLE, [
+            rule(("create",), (CERTIFICATES,), ("certificatesigningrequests/simulatednodeclient",)),
+        ]),
+        # ... which the controller-manager approves for the kube-apiserver-client signer.
+        cluster_role(SIMULATED_NODES_APPROVER_ROLE, [
+            rule(("approve",), (CERTIFICATES,), ("signers",), ("kubernetes.io/kube-apiserver-client",)),
+        ]),
+    ]
+
+
+def component_cluster_role_bindings() -> list[dict]:
+    return [
+        cluster_role_binding(SIMULATED_NODES_ROLE, [user(SIMULATED_NODES_USER)]),
+        cluster_role_binding("pyk8s:simulated-nodes-autoapprove-bootstrap", [group(BOOTSTRAPPERS)],
+                             role=SIMULATED_NODES_CSR_ROLE),
+        cluster_role_binding(SIMULATED_NODES_APPROVER_ROLE, [user(KUBE_CONTROLLER_MANAGER)]),
+    ]
+
+
+def component_namespaced_roles() -> list[dict]:
+    return [namespaced_role(NODE_LEASE_NAMESPACE, SIMULATED_NODES_ROLE, [
+        rule(("get", "create", "update", "patch", "delete"), (COORDINATION,), ("leases",)),
+    ])]
+
+
+def component_namespaced_role_bindings() -> list[dict]:
+    return [role_binding(NODE_LEASE_NAMESPACE, SIMULATED_NODES_ROLE, [user(SIMULATED_NODES_USER)])]
+
+
+# Subjects earlier pyk8s versions bound and the policy no longer grants: removed at start (reconcile.py).
+RETIRED_SUBJECTS: dict[str, list[dict]] = {
+    "system:node": [group("system:nodes")],  # before the node authorizer, every node had system:node
+}
+
+
 def all_cluster_roles() -> list[dict]:
-    return cluster_roles() + controller_cluster_roles()
+    return cluster_roles() + controller_cluster_roles() + component_cluster_roles()
 
 
 def all_cluster_role_bindings() -> list[dict]:
-    return cluster_role_bindings() + controller_cluster_role_bindings()
+    return cluster_role_bindings() + controller_cluster_role_bindings() + component_cluster_role_bindings()
+
+
+def all_namespaced_roles() -> list[dict]:
+    return namespaced_roles() + component_namespaced_roles()
+
+
+def all_namespaced_role_bindings() -> list[dict]:
+    return namespaced_role_bindings() + component_namespaced_role_bindings()

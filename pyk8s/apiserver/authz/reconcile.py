@@ -55,12 +55,17 @@ def reconciled_role(existing: dict, expected: dict) -> dict:
 
 
 def reconciled_binding(existing: dict, expected: dict) -> dict:
+    """The binding with the policy's subjects added and the ones it retired (RETIRED_SUBJECTS) removed."""
     result = copy.deepcopy(existing)
     _merge_metadata(result, expected)
-    subjects = list(existing.get("subjects") or [])
+    retired = policy.RETIRED_SUBJECTS.get(expected["metadata"]["name"], []) if expected["kind"] == \
+        "ClusterRoleBinding" else []
+    subjects = [s for s in existing.get("subjects") or [] if s not in retired]
     absent = [s for s in expected.get("subjects") or [] if s not in subjects]
-    if absent:
+    if absent or len(subjects) != len(existing.get("subjects") or []):
         result["subjects"] = subjects + absent
+        if not result["subjects"]:
+            del result["subjects"]
     return result
 
 
@@ -98,7 +103,7 @@ async def ensure_bootstrap_policy(rest: REST) -> None:
         await _reconcile(rest, "ClusterRole", role)
     for binding in policy.all_cluster_role_bindings():
         await _reconcile(rest, "ClusterRoleBinding", binding)
-    for role in policy.namespaced_roles():
+    for role in policy.all_namespaced_roles():
         await _reconcile(rest, "Role", role)
-    for binding in policy.namespaced_role_bindings():
+    for binding in policy.all_namespaced_role_bindings():
         await _reconcile(rest, "RoleBinding", binding)

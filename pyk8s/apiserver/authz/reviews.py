@@ -15,7 +15,8 @@ from ..authn import UserInfo
 from ..negotiation import decode_body, media_type, read_body
 from ..requestinfo import RequestInfo
 from .attributes import Attributes
-from .rbac import RBACAuthorizer, aggregate_errors
+from .chain import AuthorizerChain
+from .rbac import aggregate_errors
 
 GROUP = "authorization.k8s.io"
 API_VERSION = f"{GROUP}/v1"
@@ -50,11 +51,26 @@ def _spec_errors(spec: dict, *, needs_subject: bool) -> list[FieldError]:
     return errs
 
 
+def _field_selector(resource: dict) -> str:
+    """A review's `fieldSelector` as raw selector text: `rawSelector`, else the requirements that pin or exclude
+    one value (the only ones a field selector can express)."""
+    selector = resource.get("fieldSelector") or {}
+    if selector.get("rawSelector"):
+        return str(selector["rawSelector"])
+    terms = []
+    for requirement in selector.get("requirements") or ():
+        operator, values = requirement.get("operator"), requirement.get("values") or []
+        if operator in ("In", "NotIn") and len(values) == 1:
+            terms.append(f"{requirement.get('key', '')}{'=' if operator == 'In' else '!='}{values[0]}")
+    return ",".join(terms)
+
+
 def _attributes(user: UserInfo, spec: dict) -> Attributes:
     resource = spec.get("resourceAttributes")
     if resource is not None:
         return Attributes(user, resource.get("verb", ""), resource.get("namespace", ""), resource.get("group", ""),
-                          resource.get("resource", ""), resource.get("subresource", ""), resource.get("name", ""))
+                          resource.get("resource", ""), resource.get("subresource", ""), resource.get("name", ""),
+                          field_selector=_field_selector(resource))
     non_resource = spec.get("nonResourceAttributes") or {}
     return Attributes(user, non_resource.get("verb", ""), path=non_resource.get("path", ""),
                       is_resource_request=False)
@@ -86,7 +102,7 @@ def _respond(kind: str, body: dict, status: dict) -> web.Response:
 class AccessReviews:
     """The create handlers of the authorization review kinds, keyed by (group, plural)."""
 
-    def __init__(self, authorizer: RBACAuthorizer):
+    def __init__(self, authorizer: AuthorizerChain):
         self.authorizer = authorizer
 
     def handlers(self) -> dict:
@@ -143,7 +159,7 @@ class AccessReviews:
                                         user: UserInfo) -> web.Response:
         body = await _body(request, "SelfSubjectRulesReview")
         namespace = (body.get("spec") or {}).get("namespace", "")
-        rules, problems = self.authorizer.rules_for(user, namespace)
+        rules, problems, incomplete = self.authorizer.rules_for(user, namespace)
         resource_rules, non_resource_rules = [], []
         for rule in rules:
             if rule.get("resources"):
@@ -152,7 +168,8 @@ class AccessReviews:
             if rule.get("nonResourceURLs"):
                 non_resource_rules.append({"verbs": rule.get("verbs") or [],
                                            "nonResourceURLs": rule["nonResourceURLs"]})
-        status: dict = {"resourceRules": resource_rules, "nonResourceRules": non_resource_rules, "incomplete": False}
+        status: dict = {"resourceRules": resource_rules, "nonResourceRules": non_resource_rules,
+                        "incomplete": incomplete}
         if problems:
             status["evaluationError"] = aggregate_errors(problems)
         return _respond("SelfSubjectRulesReview", body, status)
