@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything pyk8s needs on a Debian machine (as root), into ./.venv.
 #   scripts/install.sh          runtime only
-#   scripts/install.sh --test   runtime + the test tools (real kubectl, the kubernetes client, pytest)
+#   scripts/install.sh --test   runtime + the test tools (real kubectl, the kubernetes client, pytest, and the
+#                               docker-registry and htpasswd the image-pull tests run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then need_apt+=(python3-dev gcc); fi
 # busybox-static to build the pause image locally, nftables for Service rules and iproute2 (`ip`) for node
 # networking. Installed as root where apt exists; elsewhere, say so.
 node_packages=(containerd runc containernetworking-plugins busybox-static nftables iproute2)
+# The e2e tests pull images through a real registry (distribution's docker-registry, run by the tests on loopback
+# inside their own network namespace) with logins checked against a bcrypt htpasswd file (apache2-utils).
+test_packages=(docker-registry apache2-utils)
+[ -n "$extras" ] && node_packages+=("${test_packages[@]}")
 missing_node=()
 for pkg in "${node_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing_node+=("$pkg")
@@ -27,8 +32,8 @@ if [ ${#missing_node[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     need_apt+=("${missing_node[@]}")
   else
-    echo "note: real nodes need ${missing_node[*]} (install them as root with your package manager);" \
-         "simulated nodes work without them" >&2
+    echo "note: real nodes (and the e2e tests) need ${missing_node[*]} (install them as root with your package" \
+         "manager); simulated nodes work without them" >&2
   fi
 fi
 
@@ -36,6 +41,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  # The tests only need the registry binary; Debian's package would also run a registry service on :5000.
+  if [[ " ${need_apt[*]} " == *" docker-registry "* ]] && [ -d /run/systemd/system ]; then
+    systemctl disable --now docker-registry.service >/dev/null 2>&1 || true
+  fi
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv

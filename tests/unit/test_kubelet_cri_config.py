@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import json
 from pathlib import Path
 
 import pytest
 
 from pyk8s.kubelet import cri_config
 from pyk8s.kubelet.config import KubeletConfig
-from pyk8s.kubelet.images import auth_configs, default_pull_policy, go_duration, registry_host
+from pyk8s.kubelet.images import default_pull_policy, go_duration
 from pyk8s.kubelet.paths import KubeletPaths
 from pyk8s.kubelet.runtime.cri import pb
 
@@ -171,25 +169,10 @@ def test_container_config() -> None:
         "io.kubernetes.container.terminationMessagePolicy": "File", "io.kubernetes.pod.terminationGracePeriod": "5"}
 
 
-def test_pull_policy_and_registry_credentials() -> None:
+def test_pull_policy_defaults_and_durations() -> None:
     assert default_pull_policy("busybox") == "Always"
     assert default_pull_policy("busybox:latest") == "Always"
     assert default_pull_policy("busybox:1.35") == "IfNotPresent"
     assert default_pull_policy("reg:5000/busybox") == "Always"
     assert default_pull_policy("busybox@sha256:abc") == "IfNotPresent"
-    assert registry_host("busybox") == "docker.io" and registry_host("reg.local:5000/x/y:1") == "reg.local:5000"
     assert go_duration(0.5234) == "523ms" and go_duration(1.25) == "1.25s" and go_duration(62.5) == "1m2.5s"
-
-    def secret(config: dict, key: str = ".dockerconfigjson") -> dict:
-        return {"data": {key: base64.b64encode(json.dumps(config).encode()).decode()}}
-
-    auth = base64.b64encode(b"bob:s3cret").decode()
-    secrets = [secret({"auths": {"other.example": {"username": "x", "password": "y"}}}),
-               secret({"auths": {"https://reg.local:5000/v2/": {"auth": auth}}}),
-               secret({"reg.local:5000": {"username": "carol", "password": "pw"}}, ".dockercfg")]
-    found = auth_configs("reg.local:5000/team/app:1", secrets)
-    assert [(a.username, a.password, a.server_address) for a in found] == [
-        ("bob", "s3cret", "reg.local:5000"), ("carol", "pw", "reg.local:5000")]
-    hub = auth_configs("library/nginx", [secret({"auths": {"https://index.docker.io/v1/": {"auth": auth}}})])
-    assert [a.username for a in hub] == ["bob"]
-    assert auth_configs("nginx", [{"data": {".dockerconfigjson": "not base64!"}}]) == []

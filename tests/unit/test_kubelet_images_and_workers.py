@@ -21,7 +21,7 @@ class FakeImages:
     async def image_status(self, image: str) -> pb.Image | None:
         return pb.Image(id=f"sha256:{image}", size=123) if image in self.present else None
 
-    async def pull_image(self, image: str, auth=None, sandbox_config=None) -> str:
+    async def pull_image(self, image: str, auth=None, sandbox_config=None, timeout=None) -> str:
         self.pulls.append((image, auth.username if auth else ""))
         if image not in self.pullable:
             raise CRIError("PullImage", grpc.StatusCode.UNKNOWN, f"failed to resolve reference {image!r}")
@@ -81,8 +81,9 @@ async def test_failed_pull_backs_off() -> None:
     clock.now += 5
     with pytest.raises(ImagePullError) as backing_off:
         await images.ensure_image_exists(POD, container, "", [])
-    assert (backing_off.value.reason, backing_off.value.message) == ("ImagePullBackOff",
-                                                                     'Back-off pulling image "ghost:1"')
+    # The waiting message carries the last pull's error; the event does not (as upstream since 1.32).
+    assert (backing_off.value.reason, backing_off.value.message) == (
+        "ImagePullBackOff", "Back-off pulling image \"ghost:1\": ErrImagePull: failed to resolve reference 'ghost:1'")
     assert events.seen[-1] == ("Normal", "BackOff", 'Back-off pulling image "ghost:1"')
     assert len(runtime.pulls) == 1
     clock.now += 6  # the 10 s window is over: pull again, fail again, window doubles

@@ -107,7 +107,7 @@ class FakeCRI:
     async def image_status(self, image):
         return pb.Image(id="sha256:i", uid=pb.Int64Value(value=0))
 
-    async def pull_image(self, image, auth=None, sandbox_config=None):
+    async def pull_image(self, image, auth=None, sandbox_config=None, timeout=None):
         return "sha256:i"
 
 

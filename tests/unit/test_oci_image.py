@@ -148,6 +148,7 @@ def test_containerd_config_keeps_everything_under_the_data_dir(tmp_path: Path) -
     assert cri["containerd"]["runtimes"]["runc"]["options"]["Root"].startswith(str(tmp_path))
     assert cri["cni"]["conf_dir"] == str(config.cni_conf_dir)
     assert config.cni_conf_dir.is_relative_to(tmp_path)
+    assert cri["registry"]["config_path"] == str(tmp_path / "containerd" / "certs.d")
 
 
 def test_configured_snapshotter_reads_the_node_config(tmp_path: Path) -> None:

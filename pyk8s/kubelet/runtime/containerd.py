@@ -1,8 +1,8 @@
 """Start and supervise the node's own containerd, with everything under the node's data dir.
 
 Layout under `<data_dir>/containerd/`: config.toml, root/, state/, containerd.sock, containerd.log, cni/conf.d/
-(CNI network configs), cni/ipam/ (host-local data) and pause.tar (the locally built sandbox image, imported
-at start when the runtime does not have the configured sandbox image).
+(CNI network configs), cni/ipam/ (host-local data), certs.d/ (per-registry hosts.toml files) and pause.tar (the
+locally built sandbox image, imported at start when the runtime does not have the configured sandbox image).
 The process is started by us, remembered by PID and stopped by that PID (SIGTERM, then SIGKILL).
 
 `netns` runs containerd (and so every shim, container and CNI plugin under it) inside a named network
@@ -131,6 +131,10 @@ class ContainerdConfig:
     def cni_ipam_dir(self) -> Path:
         return self.home / "cni" / "ipam"
 
+    @property
+    def registry_config_dir(self) -> Path:
+        return self.home / "certs.d"
+
 
 def render_config(config: ContainerdConfig, cni_bin_dir: Path) -> str:
     """containerd 1.6 config (version 2) with the CRI plugin set up for an unprivileged-OOM, systemd-less node."""
@@ -174,6 +178,11 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     bin_dir = "{cni_bin_dir}"
     conf_dir = "{config.cni_conf_dir}"
     max_conf_num = 1
+  # Per-registry settings (mirrors, plain-HTTP or self-signed registries, client certificates) are
+  # <registry_config_dir>/<host[:port]>/hosts.toml files, read at every pull, so no restart is needed.
+  # Loopback registries need none: containerd reaches them over plain HTTP by default.
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "{config.registry_config_dir}"
 """
 
 
@@ -197,7 +206,8 @@ class Containerd:
         if shutil.which(cfg.binary) is None:
             raise ContainerdError(f"{cfg.binary} not found (install containerd: scripts/install.sh)")
         cni_bin = cfg.cni_bin_dir or find_cni_bin_dir()
-        for directory in (cfg.home, cfg.home / "root", cfg.home / "state", cfg.cni_conf_dir, cfg.cni_ipam_dir):
+        for directory in (cfg.home, cfg.home / "root", cfg.home / "state", cfg.cni_conf_dir, cfg.cni_ipam_dir,
+                          cfg.registry_config_dir):
             directory.mkdir(parents=True, exist_ok=True)
         (cfg.home / "config.toml").write_text(render_config(cfg, cni_bin))
         for old in cfg.cni_conf_dir.glob("*.conflist"):
