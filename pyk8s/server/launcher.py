@@ -9,7 +9,6 @@ SIGTERM/SIGINT and then stops cleanly.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import logging
 import os
@@ -27,7 +26,7 @@ from ..apiserver.audit import auditor_from_flags
 from ..apiserver.authn import Authenticator
 from ..apiserver.authz.chain import DEFAULT_MODES
 from ..apiserver.node_proxy import KubeletClientConfig
-from ..client import APIClient, ClientConfig
+from ..client import APIClient, APIStatusError, ClientConfig
 from ..kubelet.node_status import fallback_pod_cidr
 from ..kubelet.paths import KubeletPaths
 from ..kubelet.tlsbootstrap import SIMULATED_NODES
@@ -196,9 +195,7 @@ def _agent_args(opts: ServerOptions, pki: PKI, server_url: str, advertise: str) 
             # Used only if the node IPAM controller assigns no pod CIDR (the controller-manager is off).
             "--pod-cidr", fallback_pod_cidr(opts.cluster_cidr, 0, 1), "--cluster-cidr", opts.cluster_cidr,
             "--tls-cert-file", str(paths.pki / "kubelet.crt"), "--tls-private-key-file", str(paths.pki / "kubelet.key"),
-            "--client-ca-file", str(pki.ca_cert),
-            # As k3s labels its server nodes.
-            "--node-labels", "node-role.kubernetes.io/control-plane=true,node-role.kubernetes.io/master=true"]
+            "--client-ca-file", str(pki.ca_cert)]
     if opts.container_runtime_endpoint:
         args += ["--container-runtime-endpoint", opts.container_runtime_endpoint]
     for item in opts.kubelet_args:
@@ -221,6 +218,35 @@ async def _prepare_join(data_dir: Path, admin_kubeconfig: Path, server_url: str,
              server_url, data_dir / "token")
     if sys.stdout.isatty():
         print(f"join token: {token}", flush=True)  # noqa: T201 - the command's own output
+
+
+# k3s's labels for its server nodes. NodeRestriction forbids a kubelet to set node-role labels on itself, so
+# the server sets them with its own credentials once the node has registered (as k3s does).
+SERVER_NODE_LABELS = {"node-role.kubernetes.io/control-plane": "true", "node-role.kubernetes.io/master": "true"}
+
+
+async def _label_server_node(admin_kubeconfig: Path, node_name: str, recheck: float = 30.0) -> None:
+    """Keep the server's own node labelled as a control-plane node (also after it registers again)."""
+    try:
+        async with APIClient(ClientConfig.from_kubeconfig(admin_kubeconfig)) as client:
+            while True:
+                try:
+                    node = await client.get("nodes", node_name)
+                except APIStatusError as exc:
+                    if exc.status.get("code") != 404:
+                        raise
+                    await asyncio.sleep(1.0)
+                    continue
+                labels = (node.get("metadata") or {}).get("labels") or {}
+                missing = {k: v for k, v in SERVER_NODE_LABELS.items() if labels.get(k) != v}
+                if missing:
+                    await client.patch("nodes", node_name, {"metadata": {"labels": missing}})
+                    log.info("labelled node %s as the server's: %s", node_name, ", ".join(missing))
+                await asyncio.sleep(recheck)
+    except asyncio.CancelledError:
+        raise
+    except Exception:  # never take the server down with it: the node then lacks its role labels
+        log.exception("labelling the server's node %s stopped", node_name)
 
 
 async def _approve_kubelet_serving(admin_kubeconfig: Path) -> None:
@@ -283,7 +309,10 @@ async def run_server(opts: ServerOptions, *, ready: asyncio.Event | None = None,
         await _prepare_join(data_dir, kubeconfig, f"https://{_host(advertise)}:{server.port}", pki.ca_pem())
         supervisor = _components(opts, pki, f"https://{local}:{server.port}", advertise)
         await supervisor.start()
-        serving_approver = asyncio.create_task(_approve_kubelet_serving(kubeconfig), name="kubelet-serving")
+        background = [asyncio.create_task(_approve_kubelet_serving(kubeconfig), name="kubelet-serving")]
+        if "agent" in supervisor.children:
+            background.append(asyncio.create_task(_label_server_node(kubeconfig, local_node_name(opts)),
+                                                  name="server-node-labels"))
         log.info("cluster ready: kubeconfig written to %s (apiserver https://%s:%d)", kubeconfig, local,
                  server.port)
         if ready is not None:
@@ -297,9 +326,9 @@ async def run_server(opts: ServerOptions, *, ready: asyncio.Event | None = None,
                 pass
         await stop.wait()
         log.info("stopping")
-        serving_approver.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await serving_approver
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         await supervisor.stop()
     finally:
         await server.stop()

@@ -34,6 +34,9 @@ async def cluster(netns_cluster: NetnsCluster, tmp_path: Path) -> NetnsCluster:
     await eventually_async(registered, timeout=90, interval=1)
     await asyncio.to_thread(c.kubectl, "wait", "--for=condition=Ready", f"node/{c.node_name}", "--timeout=120s",
                             timeout=150)
+    # The server labels its own node (a kubelet may not give itself node-role labels under NodeRestriction).
+    await asyncio.to_thread(c.kubectl, "wait", "--for=jsonpath={.metadata.labels.node-role\\.kubernetes\\.io/"
+                            "control-plane}=true", f"node/{c.node_name}", "--timeout=60s", timeout=90)
     build_oci_archive(busybox_image(IMAGE), tmp_path / "busybox.tar")
     await import_archive(tmp_path / "busybox.tar", c.agent_dir / "containerd" / "containerd.sock",
                          configured_snapshotter(c.agent_dir))

@@ -48,7 +48,8 @@ def test_server_runs_a_real_agent_for_its_own_node(tmp_path: Path, pki) -> None:
     assert _argv_value(argv, "--pod-cidr") == "10.42.255.0/24"
     assert _argv_value(argv, "--cgroup-root") == "/pyk8s" and _argv_value(argv, "--max-pods") == "50"
     assert _argv_value(argv, "--eviction-hard") == "memory.available<99%"
-    assert "node-role.kubernetes.io/control-plane=true" in _argv_value(argv, "--node-labels")
+    # NodeRestriction forbids a kubelet its node-role labels: the server sets them (_label_server_node).
+    assert "--node-labels" not in argv
     assert "--container-runtime-endpoint" not in argv
 
     # Its identity: system:node:<name> in system:nodes, from the cluster CA.
