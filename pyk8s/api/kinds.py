@@ -111,6 +111,7 @@ KINDS: tuple[Kind, ...] = (
     # core/v1
     _k("", "v1", "Pod", "pods", short_names=("po",), returns_deleted_object=True, categories=("all",),
        subresources=(STATUS, Subresource("binding", "Binding", verbs=("create",)),
+                     Subresource("ephemeralcontainers", "Pod", verbs=("get", "patch", "update")),
                      Subresource("eviction", "Eviction", "policy", "v1", verbs=("create",)),
                      Subresource("log", "Pod", verbs=("get",)),
                      Subresource("exec", "PodExecOptions", verbs=("create", "get")),

@@ -917,11 +917,43 @@ def _pod_names(spec: dict, path: str) -> list[FieldError]:
     return errs
 
 
+# Upstream's allowedEphemeralContainerFields, inverted: what an ephemeral container may not have (it must not be
+# relied on for the pod's own service, so no ports, probes, lifecycle hooks or resources).
+_EPHEMERAL_FORBIDDEN = ("lifecycle", "livenessProbe", "ports", "readinessProbe", "resizePolicy", "resources",
+                        "restartPolicy", "startupProbe")
+_EPHEMERAL_FORBIDDEN_DETAIL = "cannot be set for an Ephemeral Container"
+
+
+def _ephemeral_containers(spec: dict, valid_volumes: set[str], path: str) -> list[FieldError]:
+    """Upstream's validateEphemeralContainers."""
+    errs: list[FieldError] = []
+    targets = {_str(ctr, "name") for key in ("containers", "initContainers") for _, ctr in _items(spec, key)}
+    names = set(targets)
+    for i, ctr in _items(spec, "ephemeralContainers"):
+        ctr_path = f"{path}.ephemeralContainers[{i}]"
+        errs += _container_common(ctr, valid_volumes, ctr_path)
+        name = _str(ctr, "name")
+        if name in names:
+            errs.append(duplicate(f"{ctr_path}.name", name))
+        else:
+            names.add(name)
+        target = _str(ctr, "targetContainerName")
+        if target and target not in targets:
+            errs.append(FieldError("NotFound", f"{ctr_path}.targetContainerName", target))
+        errs += [forbidden(f"{ctr_path}.{key}", _EPHEMERAL_FORBIDDEN_DETAIL)
+                 for key in _EPHEMERAL_FORBIDDEN if ctr.get(key) not in (None, {}, [], "")]
+        for j, mount in _items(ctr, "volumeMounts"):
+            errs += [forbidden(f"{ctr_path}.volumeMounts[{j}].{key}", _EPHEMERAL_FORBIDDEN_DETAIL)
+                     for key in ("subPath", "subPathExpr") if _str(mount, key)]
+    return errs
+
+
 def pod_spec(spec: dict, path: str, is_pod: bool = False) -> list[FieldError]:
     """ValidatePodSpec's most visible rules; `is_pod` adds the rules only Pods get (not templates)."""
     valid_volumes, errs = volumes(spec, f"{path}.volumes")
     errs += _containers(spec, valid_volumes, path)
     errs += _init_containers(spec, valid_volumes, path)
+    errs += _ephemeral_containers(spec, valid_volumes, path)
     if is_pod:
         errs += _host_network_ports(spec, path)
     errs += _one_of(spec.get("restartPolicy"), f"{path}.restartPolicy", ["Always", "OnFailure", "Never"])
@@ -962,6 +994,35 @@ def _untrimmed_images(spec: dict, path: str) -> list[FieldError]:
 def pod(obj: dict) -> list[FieldError]:
     spec = _dict(obj, "spec")
     return pod_spec(spec, "spec", is_pod=True) + _untrimmed_images(spec, "spec")
+
+
+def pod_create(obj: dict) -> list[FieldError]:
+    """Ephemeral containers are only ever added to a running pod, through pods/ephemeralcontainers."""
+    if _dict(obj, "spec").get("ephemeralContainers"):
+        return [forbidden("spec.ephemeralContainers", "cannot be set on create")]
+    return []
+
+
+MIRROR_POD_ANNOTATION = "kubernetes.io/config.mirror"
+
+
+def ephemeral_containers_update(obj: dict, old: dict) -> list[FieldError]:
+    """The update rules of pods/ephemeralcontainers (upstream's ValidatePodEphemeralContainersUpdate, part 2):
+    ephemeral containers may be added, never removed or changed; static pods get none."""
+    if MIRROR_POD_ANNOTATION in _dict(_dict(old, "metadata"), "annotations"):
+        return [forbidden("", "static pods do not support ephemeral containers")]
+    errs: list[FieldError] = []
+    new_by_name = {_str(ctr, "name"): ctr for _, ctr in _items(_dict(obj, "spec"), "ephemeralContainers")}
+    for _, ctr in _items(_dict(old, "spec"), "ephemeralContainers"):
+        name = _str(ctr, "name")
+        if name not in new_by_name:
+            errs.append(forbidden("spec.ephemeralContainers", f"existing ephemeral containers \"{name}\" may not be "
+                                                              "removed\n"))
+        elif semantic(new_by_name[name]) != semantic(ctr):
+            errs.append(forbidden(f"spec.ephemeralContainers[{name}]",
+                                  f"existing ephemeral containers \"{name}\" may not be changed\n"
+                                  + _spec_diff(ctr, new_by_name[name])))
+    return errs
 
 
 def pod_template(obj: dict) -> list[FieldError]:

@@ -629,12 +629,12 @@ class ResourceHandler:
     async def _subresource(self, request: web.Request, info: RequestInfo, kind: Kind, verb: str) \
             -> web.Response:
         sub = info.subresource
-        if sub in ("status", "finalize", "approval"):
-            if verb == "get" and sub in ("status", "approval"):
+        if sub in ("status", "finalize", "approval", "ephemeralcontainers"):
+            if verb == "get" and sub in ("status", "approval", "ephemeralcontainers"):
                 return await self._get(request, info, kind)
             if verb == "update":
                 return await self._update(request, info, kind, subresource=sub)
-            if verb == "patch" and sub in ("status", "approval"):
+            if verb == "patch" and sub in ("status", "approval", "ephemeralcontainers"):
                 return await self._patch(request, info, kind, subresource=sub)
             raise errors.method_not_allowed()
         if sub == "scale":

@@ -333,12 +333,17 @@ class REST:
                 await self.admission.admit(attrs)
             rules = _strategy_kind(kind, opts)
             new = self._prepare_update(rules, new, old, subresource)
-            if not opts.applying and subresource in ("", "status"):
+            if not opts.applying and subresource in ("", "status", "ephemeralcontainers"):
                 managed_fields.record_update(old, new, manager=opts.field_manager, api_version=rules.api_version,
                                              subresource=subresource, now=now_rfc3339(), meta=_field_types(rules))
                 managed_fields.keep_unchanged_timestamps(old, new)
             # A binding is the one sanctioned change of a pod's spec.nodeName.
-            errs = [] if subresource == "binding" else strategy.validate_update(rules, new, old)
+            if subresource == "binding":
+                errs = []
+            elif subresource == "ephemeralcontainers":
+                errs = strategy.validate_ephemeral_containers_update(rules, new, old)
+            else:
+                errs = strategy.validate_update(rules, new, old)
             if errs:
                 raise errors.invalid_object(kind.kind, kind.group, name, errs)
             if attrs is not None:
@@ -384,6 +389,8 @@ class REST:
             return strategy.prepare_for_finalize(new, old)
         if subresource == "binding":
             return new
+        if subresource == "ephemeralcontainers":
+            return strategy.prepare_for_ephemeral_containers_update(kind, new, old)
         strategy.prepare_for_update(kind, new, old)
         strategy.apply_defaults(kind, new)
         return new

@@ -180,6 +180,27 @@ def prepare_for_status_update(kind: Kind, obj: dict, old: dict) -> dict:
     return new
 
 
+def prepare_for_ephemeral_containers_update(kind: Kind, obj: dict, old: dict) -> dict:
+    """pods/ephemeralcontainers: only spec.ephemeralContainers comes from the request (upstream's
+    dropNonEphemeralContainerUpdates); the rest of the pod stays as stored."""
+    new = copy.deepcopy(old)
+    new["metadata"]["resourceVersion"] = metadata(obj).get("resourceVersion", "")
+    ephemeral = (obj.get("spec") or {}).get("ephemeralContainers")
+    if ephemeral:
+        new.setdefault("spec", {})["ephemeralContainers"] = ephemeral
+    else:
+        new.setdefault("spec", {}).pop("ephemeralContainers", None)
+    apply_defaults(kind, new)
+    return new
+
+
+def validate_ephemeral_containers_update(kind: Kind, obj: dict, old: dict) -> list[FieldError]:
+    """Upstream's ValidatePodEphemeralContainersUpdate: the pod must still be valid, and existing ephemeral
+    containers may be neither removed nor changed."""
+    errors = validation.object_meta(obj, kind.namespaced, kind.kind) + validation.pod(obj)
+    return errors + validation.ephemeral_containers_update(obj, old)
+
+
 def prepare_for_finalize(obj: dict, old: dict) -> dict:
     """namespaces/finalize: only spec.finalizers comes from the request."""
     new = copy.deepcopy(old)
@@ -199,6 +220,9 @@ def validate_create(kind: Kind, obj: dict) -> list[FieldError]:
         return errors + _custom_resource_errors(kind, obj, None)
     errors = validation.object_meta(obj, kind.namespaced, kind.kind)
     fn = _hook(validation, kind.name)
+    if fn is not None:
+        errors += fn(obj)
+    fn = _hook(validation, f"{kind.name}_create")  # rules only a create has
     if fn is not None:
         errors += fn(obj)
     return errors

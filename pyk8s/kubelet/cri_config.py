@@ -1,6 +1,7 @@
-"""Pod and container specs → CRI configs (pure): sandbox config (metadata, hostname, DNS, port mappings, labels,
-cgroup parent, namespaces), container resources (upstream's milliCPUToShares/Quota, OOM score by QoS class),
-security context, the managed /etc/hosts file, and $(VAR) expansion of command and args.
+"""Pod and container specs → CRI configs (pure): sandbox config (metadata, hostname, DNS, port mappings, labels, cgroup
+parent, namespaces), container resources (upstream's milliCPUToShares/Quota, OOM score by QoS class), security
+context (an ephemeral container's target PID namespace), the managed /etc/hosts file, and $(VAR) expansion of
+command and args.
 """
 
 from __future__ import annotations
@@ -301,7 +302,10 @@ def effective_security_context(pod: Mapping, container: Mapping) -> dict:
     return effective
 
 
-def container_security_context(pod: Mapping, container: Mapping) -> pb.LinuxContainerSecurityContext:
+def container_security_context(pod: Mapping, container: Mapping,
+                               target_id: str = "") -> pb.LinuxContainerSecurityContext:
+    """`target_id`: an ephemeral container's target; it joins that container's PID namespace unless the pod
+    shares one already (upstream's namespace option TARGET)."""
     sc = effective_security_context(pod, container)
     pod_sc = (pod.get("spec") or {}).get("securityContext") or {}
     capabilities = sc.get("capabilities") or {}
@@ -314,6 +318,9 @@ def container_security_context(pod: Mapping, container: Mapping) -> pb.LinuxCont
         supplemental_groups=_supplemental_groups(pod_sc),
         # upstream's AddNoNewPrivileges: only an explicit allowPrivilegeEscalation: false sets it.
         no_new_privs=sc.get("allowPrivilegeEscalation") is False)
+    if target_id and result.namespace_options.pid == pb.CONTAINER:
+        result.namespace_options.pid = pb.TARGET
+        result.namespace_options.target_id = target_id
     if sc.get("runAsUser") is not None:
         result.run_as_user.value = int(sc["runAsUser"])
     if sc.get("runAsGroup") is not None:
@@ -365,7 +372,8 @@ def mounts_etc_hosts(container: Mapping) -> bool:
 
 
 def container_config(pod: Mapping, container: Mapping, *, image_ref: str, restart_count: int, hash_: str,
-                     env: list[tuple[str, str]], mounts: list[pb.Mount], config: KubeletConfig) -> pb.ContainerConfig:
+                     env: list[tuple[str, str]], mounts: list[pb.Mount], config: KubeletConfig,
+                     target_id: str = "") -> pb.ContainerConfig:
     env_map = dict(env)
     command = [expand(c, env_map) for c in container.get("command") or []]
     args = [expand(a, env_map) for a in container.get("args") or []]
@@ -382,4 +390,4 @@ def container_config(pod: Mapping, container: Mapping, *, image_ref: str, restar
         stdin=bool(container.get("stdin")), stdin_once=bool(container.get("stdinOnce")),
         tty=bool(container.get("tty")),
         linux=pb.LinuxContainerConfig(resources=container_resources(pod, container, config),
-                                      security_context=container_security_context(pod, container)))
+                                      security_context=container_security_context(pod, container, target_id)))

@@ -4,8 +4,10 @@ Follows upstream's kuberuntime_manager.go computePodActions (with sidecars, i.e.
 enabled as in 1.32): recreate the sandbox when it is gone, not ready, or has lost its IP (killing whatever is left
 first); otherwise start init containers one at a time in order, keep sidecars running, and once initialization is
 complete start the app containers the restart policy allows and restart running ones whose spec changed or whose
-liveness probe failed. A pod whose containers are all done and none may restart is killed (made terminal).
-Crash-loop backoff is applied when a start is attempted (runtime_manager), not here, as upstream does.
+liveness probe failed. Ephemeral containers (kubectl debug) start once, into an existing sandbox, even while
+initialization is incomplete, and are never restarted. A pod whose containers are all done and none may restart is
+killed (made terminal). Crash-loop backoff is applied when a start is attempted (runtime_manager), not here, as
+upstream does.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class PodActions:
     attempt: int = 0
     init_containers_to_start: list[str] = field(default_factory=list)  # names, in start order
     containers_to_start: list[str] = field(default_factory=list)
+    ephemeral_containers_to_start: list[str] = field(default_factory=list)
     containers_to_kill: list[ContainerToKill] = field(default_factory=list)
 
 
@@ -107,6 +110,9 @@ def compute_pod_actions(pod: Mapping, status: PodRuntimeStatus,
             actions.containers_to_start = to_start
         return actions
 
+    # A new sandbox (above) never starts ephemeral containers: those that ran in the old one stay done.
+    actions.ephemeral_containers_to_start = [c["name"] for c in spec.get("ephemeralContainers") or []
+                                             if status.latest(c["name"]) is None]
     initialized = _init_actions(init_containers, status, restart_policy, actions, liveness_failed)
     if actions.kill_pod or not initialized:
         return actions
@@ -134,6 +140,7 @@ def compute_pod_actions(pod: Mapping, status: PodRuntimeStatus,
         # Nothing runs and nothing will: the pod is done. Sidecars do not keep it alive.
         actions.kill_pod = True
         actions.init_containers_to_start = []
+        actions.ephemeral_containers_to_start = []
     return actions
 
 

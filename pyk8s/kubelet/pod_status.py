@@ -3,7 +3,8 @@
 Upstream's rules: phase from kubelet getPhase, container statuses from convertToAPIContainerStatuses (state from
 the latest instance, lastState from the one before, or the latest while a restart waits), conditions from
 pkg/kubelet/status/generate.go (PodReadyToStartContainers, Initialized, ContainersReady, Ready, plus PodScheduled
-which the kubelet always reports True). Probes are a seam: a `ReadinessSource` answers readiness, startup and
+which the kubelet always reports True). Ephemeral containers get statuses of their own that play no part in the
+phase or the conditions. Probes are a seam: a `ReadinessSource` answers readiness, startup and
 liveness per container; `NO_PROBES` says what a pod without probes gets (ready and started once running).
 """
 
@@ -134,6 +135,18 @@ def container_status(container: Mapping, status: PodRuntimeStatus, waiting: Wait
         result["image"] = container.get("image", "")
         result["imageID"] = ""
     result["started"] = started
+    return result
+
+
+def ephemeral_container_status(container: Mapping, status: PodRuntimeStatus, waiting: Waiting | None,
+                               default_waiting: str, runtime_name: str) -> dict:
+    """An ephemeral container's status: like any container's, but it is never ready, has no started flag (no
+    probes) and, never restarted, a Waiting reason only until its one instance exists."""
+    if status.latest(container["name"]) is not None:
+        waiting = None
+    result = container_status(container, status, waiting, default_waiting, runtime_name, NO_PROBES)
+    result["ready"] = False
+    del result["started"]
     return result
 
 
@@ -325,6 +338,10 @@ def build_pod_status(pod: Mapping, status: PodRuntimeStatus, *, waiting: Mapping
     if init_statuses:
         result["initContainerStatuses"] = init_statuses
     result["containerStatuses"] = app_statuses
+    ephemeral = [ephemeral_container_status(c, status, waiting.get(c["name"]), app_waiting, runtime_name)
+                 for c in spec.get("ephemeralContainers") or []]
+    if ephemeral:
+        result["ephemeralContainerStatuses"] = ephemeral
     result["qosClass"] = qos_class(dict(spec))
     return result
 

@@ -1,7 +1,8 @@
 """The kubelet's side of CRI (upstream's kuberuntime manager): reads a pod's state from the runtime, carries out
 `compute_pod_actions` for one sync (sandbox, init containers, sidecars, app containers, with crash-loop backoff,
-image pulls, env, mounts, postStart hooks) and kills containers and pods (preStop, then StopContainer with what is
-left of the grace period). Every step is an Event with upstream's reason and message.
+image pulls, env, mounts, postStart hooks; ephemeral containers in their target's PID namespace) and kills
+containers and pods (preStop, then StopContainer with what is left of the grace period). Every step is an Event with
+upstream's reason and message.
 """
 
 from __future__ import annotations
@@ -93,9 +94,10 @@ def field_path(pod: Mapping, name: str) -> str:
 
 def find_container(pod: Mapping, name: str) -> dict | None:
     spec = pod.get("spec") or {}
-    for container in list(spec.get("initContainers") or []) + list(spec.get("containers") or []):
-        if container.get("name") == name:
-            return container
+    for kind in ("initContainers", "containers", "ephemeralContainers"):
+        for container in spec.get(kind) or []:
+            if container.get("name") == name:
+                return container
     return None
 
 
@@ -262,6 +264,14 @@ class RuntimeManager:
             config = cri_config.sandbox_config(pod, actions.attempt, self.config, host_resolv)
         pod_ips = list(status.ips)
 
+        # Before init containers, as upstream: a debug container must start even when an init container cannot.
+        for container_name in actions.ephemeral_containers_to_start:
+            container = find_container(pod, container_name)
+            assert container is not None
+            waiting = await self._start_ephemeral_container(pod, container, sandbox_id, config, status, pull_secrets,
+                                                            pod_ips, result)
+            if waiting is not None:
+                result.waiting[container_name] = waiting
         for container_name in actions.init_containers_to_start:
             container = find_container(pod, container_name)
             assert container is not None
@@ -342,10 +352,28 @@ class RuntimeManager:
 
     # ---- starting a container ------------------------------------------------------------------------
 
+    async def _start_ephemeral_container(self, pod: dict, container: dict, sandbox_id: str,
+                                         sandbox: pb.PodSandboxConfig, status: PodRuntimeStatus,
+                                         pull_secrets: list[dict], pod_ips: list[str],
+                                         result: SyncResult) -> Waiting | None:
+        """An ephemeral container joins its target container's PID namespace (upstream's getTargetID): the target
+        must be running now; if it is not, the start is retried on a later sync."""
+        target = container.get("targetContainerName") or ""
+        target_id = ""
+        if target:
+            instance = status.latest(target)
+            if instance is None or not instance.running:
+                result.retry_in(10.0)
+                return Waiting("RunContainerError", f"unable to find target container {target}")
+            target_id = instance.id
+        return await self.start_container(pod, container, sandbox_id, sandbox, status, pull_secrets, pod_ips,
+                                          result, target_id=target_id)
+
     async def start_container(self, pod: dict, container: dict, sandbox_id: str, sandbox: pb.PodSandboxConfig,
                               status: PodRuntimeStatus, pull_secrets: list[dict], pod_ips: list[str],
-                              result: SyncResult) -> Waiting | None:
-        """Upstream's startContainer: backoff → pull → create → start → postStart. A Waiting when it did not."""
+                              result: SyncResult, target_id: str = "") -> Waiting | None:
+        """Upstream's startContainer: backoff → pull → create → start → postStart. A Waiting when it did not.
+        `target_id`: the container whose PID namespace this one (an ephemeral container) shares."""
         uid = cri_config.pod_meta(pod)[2]
         name = container["name"]
         latest = status.latest(name)
@@ -403,7 +431,8 @@ class RuntimeManager:
             mounts.append(pb.Mount(container_path=message_path,
                                    host_path=str(self._termination_message_file(uid, name))))
         config = cri_config.container_config(pod, container, image_ref=image_ref, restart_count=restart_count,
-                                             hash_=hash_, env=env, mounts=mounts, config=self.config)
+                                             hash_=hash_, env=env, mounts=mounts, config=self.config,
+                                             target_id=target_id)
         try:
             # Shielded: once asked for, a container is always recorded (a cancelled sync must not lose it).
             container_id = await asyncio.shield(self.runtime.create_container(sandbox_id, config, sandbox))

@@ -17,7 +17,7 @@ from .pod_status import merge_conditions
 log = logging.getLogger(__name__)
 
 OWNED_FIELDS = ("phase", "conditions", "hostIP", "hostIPs", "podIP", "podIPs", "startTime", "initContainerStatuses",
-                "containerStatuses", "qosClass", "message", "reason")
+                "containerStatuses", "ephemeralContainerStatuses", "qosClass", "message", "reason")
 
 PodLookup = Callable[[str], dict | None]  # uid -> the pod as the apiserver has it (the informer's copy)
 
