@@ -225,7 +225,7 @@ async def _prepare_join(data_dir: Path, admin_kubeconfig: Path, server_url: str,
 SERVER_NODE_LABELS = {"node-role.kubernetes.io/control-plane": "true", "node-role.kubernetes.io/master": "true"}
 
 
-async def _label_server_node(admin_kubeconfig: Path, node_name: str, recheck: float = 30.0) -> None:
+async def _label_server_node(admin_kubeconfig: Path, node_name: str, recheck: float = 5.0) -> None:
     """Keep the server's own node labelled as a control-plane node (also after it registers again)."""
     try:
         async with APIClient(ClientConfig.from_kubeconfig(admin_kubeconfig)) as client:

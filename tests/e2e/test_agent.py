@@ -92,9 +92,13 @@ async def test_server_runs_a_real_node_that_registers_ready(netns_cluster: Netns
                           ("PIDPressure", "KubeletHasSufficientPID")):
         assert _condition(node, type_)["status"] == "False" and _condition(node, type_)["reason"] == reason
     assert _condition(node, "Ready")["message"] == "kubelet is posting ready status"
-    labels = node["metadata"]["labels"]
-    assert labels["kubernetes.io/hostname"] == cluster.node_name
-    assert labels["node-role.kubernetes.io/control-plane"] == "true"
+    assert node["metadata"]["labels"]["kubernetes.io/hostname"] == cluster.node_name
+
+    # The server, not the kubelet (NodeRestriction), gives its node the control-plane role labels.
+    async def labelled() -> bool:
+        labels = cluster.kubectl_json("get", "node", cluster.node_name)["metadata"]["labels"]
+        return labels.get("node-role.kubernetes.io/control-plane") == "true"
+    await eventually_async(labelled, timeout=30, interval=0.5)
 
     # The pod CIDR the node IPAM controller assigned reached containerd's CNI configuration.
     pod_cidr = node["spec"]["podCIDR"]
@@ -138,9 +142,12 @@ async def test_server_runs_a_real_node_that_registers_ready(netns_cluster: Netns
 
     await eventually_async(cni_follows, timeout=30, interval=0.5)
 
-    # kubectl shows it the usual way.
-    table = cluster.kubectl("get", "nodes").stdout
-    assert cluster.node_name in table and " Ready " in table and "control-plane" in table
+    # kubectl shows it the usual way (the server labels the registered-again node with its role again).
+    async def listed() -> str | None:
+        table = cluster.kubectl("get", "nodes").stdout
+        return table if "control-plane" in table else None
+    table = await eventually_async(listed, timeout=30, interval=0.5)
+    assert cluster.node_name in table and " Ready " in table
     described = cluster.kubectl("describe", "node", cluster.node_name).stdout
     assert f"Container Runtime Version:  {info['containerRuntimeVersion']}" in described
     assert f"PodCIDR:                      {pod_cidr}" in described

@@ -117,10 +117,14 @@ async def test_pods_on_two_agents_reach_each_other_by_pod_ip(node_netns: str, pe
             out = _ip("-n", netns, "-j", "route", "show", "proto", str(ROUTE_PROTO)).stdout
             return {r["dst"]: r.get("gateway", "") for r in json.loads(out or "[]")}
 
-        await eventually_async(lambda: asyncio.to_thread(lambda: routes(node_netns) == {worker_cidr: WORKER_IP}),
-                               timeout=60)
-        await eventually_async(lambda: asyncio.to_thread(lambda: routes(peer_netns) == {server_cidr: SERVER_IP}),
-                               timeout=60)
+        try:
+            await eventually_async(lambda: asyncio.to_thread(
+                lambda: routes(node_netns) == {worker_cidr: WORKER_IP}), timeout=60)
+            await eventually_async(lambda: asyncio.to_thread(
+                lambda: routes(peer_netns) == {server_cidr: SERVER_IP}), timeout=60)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: routes {routes(node_netns)} / {routes(peer_netns)}, want "
+                                 f"{worker_cidr} via {WORKER_IP} / {server_cidr} via {SERVER_IP}\n{logs()}") from None
 
         async def fetch(pod: str, address: str) -> str | None:
             result = cluster.kubectl("exec", pod, "--", "wget", "-q", "-O-", f"http://{address}:{PORT}/cgi-bin/peer",

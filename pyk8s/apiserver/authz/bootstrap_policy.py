@@ -592,11 +592,15 @@ SIMULATED_NODES_USER = "system:pyk8s:simulated-nodes"
 SIMULATED_NODES_ROLE = "system:pyk8s:simulated-nodes"
 SIMULATED_NODES_CSR_ROLE = "system:pyk8s:certificatesigningrequests:simulatednodeclient"
 SIMULATED_NODES_APPROVER_ROLE = "system:pyk8s:simulated-nodes-client-approver"
+# Each agent keeps routes to the other nodes' pod CIDRs (host-gw, pyk8s/kubelet/routes.py), so it reads every
+# Node, which the 1.32 node authorizer (AuthorizeNodeWithSelectors) no longer grants a kubelet by itself.
+NODE_NETWORK_ROLE = "system:pyk8s:node-network"
 NODE_LEASE_NAMESPACE = "kube-node-lease"
 
 
 def component_cluster_roles() -> list[dict]:
     return [
+        cluster_role(NODE_NETWORK_ROLE, [rule(("get", "list", "watch"), (CORE,), ("nodes",))]),
         # The simulated-node agent runs many nodes with one credential, which the node authorizer (one node
         # per identity) cannot serve: exactly what it does for all of them, and nothing about secrets,
         # config maps or volumes (its pods run nothing).
@@ -621,6 +625,7 @@ def component_cluster_roles() -> list[dict]:
 
 def component_cluster_role_bindings() -> list[dict]:
     return [
+        cluster_role_binding(NODE_NETWORK_ROLE, [group("system:nodes")]),
         cluster_role_binding(SIMULATED_NODES_ROLE, [user(SIMULATED_NODES_USER)]),
         cluster_role_binding("pyk8s:simulated-nodes-autoapprove-bootstrap", [group(BOOTSTRAPPERS)],
                              role=SIMULATED_NODES_CSR_ROLE),
