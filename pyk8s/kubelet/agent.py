@@ -131,6 +131,7 @@ class Agent:
         self.runtime: CRIClient | None = None
         self.client: APIClient | None = None
         self.heartbeat_client: APIClient | None = None
+        self.events_client: APIClient | None = None
         self.registration: NodeRegistration | None = None
         self.lease: LeaseController | None = None
         self.recorder: EventRecorder | None = None
@@ -166,7 +167,12 @@ class Agent:
         heartbeat = ClientConfig.from_kubeconfig(opts.kubeconfig)
         heartbeat.user_agent = config.user_agent
         self.heartbeat_client = APIClient(heartbeat)
-        self.recorder = EventRecorder(self.client, COMPONENT, opts.node_name)
+        # Events get a client (and rate limit) of their own, as upstream's kubelet (eventRecordQPS/eventBurst
+        # beside kubeAPIQPS): three events per started pod must not queue the pods' own requests behind them.
+        events = ClientConfig.from_kubeconfig(opts.kubeconfig)
+        events.user_agent = config.user_agent
+        self.events_client = APIClient(events)
+        self.recorder = EventRecorder(self.events_client, COMPONENT, opts.node_name)
 
         node_config = NodeConfig(name=opts.node_name, node_ip=opts.node_ip, data_dir=opts.data_dir,
                                  labels=dict(opts.node_labels),
@@ -288,7 +294,7 @@ class Agent:
         if self.recorder is not None:
             with contextlib.suppress(Exception):
                 await self.recorder.close()
-        for client in (self.client, self.heartbeat_client):
+        for client in (self.client, self.heartbeat_client, self.events_client):
             if client is not None:
                 await client.close()
         if self.runtime is not None:
