@@ -183,6 +183,7 @@ class Agent:
         self.runtime: CRIClient | None = None
         self.client: APIClient | None = None
         self.heartbeat_client: APIClient | None = None
+        self.events_client: APIClient | None = None
         self.registration: NodeRegistration | None = None
         self.lease: LeaseController | None = None
         self.recorder: EventRecorder | None = None
@@ -222,7 +223,12 @@ class Agent:
         heartbeat = ClientConfig.from_kubeconfig(opts.kubeconfig)
         heartbeat.user_agent = config.user_agent
         self.heartbeat_client = APIClient(heartbeat)
-        self.recorder = EventRecorder(self.client, COMPONENT, opts.node_name)
+        # Events get a client (and rate limit) of their own, as upstream's kubelet (eventRecordQPS/eventBurst
+        # beside kubeAPIQPS): three events per started pod must not queue the pods' own requests behind them.
+        events = ClientConfig.from_kubeconfig(opts.kubeconfig)
+        events.user_agent = config.user_agent
+        self.events_client = APIClient(events)
+        self.recorder = EventRecorder(self.events_client, COMPONENT, opts.node_name)
         self.volumes = VolumeManager(self.client, self.paths, opts.node_name, self.recorder)
         eviction = self._eviction_manager()
 
@@ -390,7 +396,7 @@ class Agent:
         if self.recorder is not None:
             with contextlib.suppress(Exception):
                 await self.recorder.close()
-        for client in (self.client, self.heartbeat_client):
+        for client in (self.client, self.heartbeat_client, self.events_client):
             if client is not None:
                 await client.close()
         if self.runtime is not None:

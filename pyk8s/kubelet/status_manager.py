@@ -2,7 +2,8 @@
 `pods/status` only when it differs from what the apiserver has. Writes are JSON merge patches of the fields the
 kubelet owns; conditions are sent whole, with ours replacing the kubelet-owned types and every other condition
 (readiness gates, DisruptionTarget, ...) kept as the server has it. A doorbell syncs changed pods at once and a
-periodic tick reconciles everything (a write lost to a conflict or a restart is redone).
+periodic tick reconciles everything (a write lost to a conflict or a restart is redone). Different pods' writes
+go out concurrently (up to CONCURRENT_WRITES at a time).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ log = logging.getLogger(__name__)
 
 OWNED_FIELDS = ("phase", "conditions", "hostIP", "hostIPs", "podIP", "podIPs", "startTime", "initContainerStatuses",
                 "containerStatuses", "ephemeralContainerStatuses", "qosClass", "message", "reason")
+
+CONCURRENT_WRITES = 10
 
 PodLookup = Callable[[str], dict | None]  # uid -> the pod as the apiserver has it (the informer's copy)
 
@@ -43,6 +46,10 @@ class StatusManager:
         self._dirty: set[str] = set()
         self._doorbell = asyncio.Event()
         self._locks: dict[str, asyncio.Lock] = {}
+        # Pods' writes go out side by side (each pod's own lock keeps its writes in order): written one after
+        # another, a burst of starting pods queued every status behind the apiserver's round trips.
+        self._writers = asyncio.Semaphore(CONCURRENT_WRITES)
+        self._writing: dict[str, asyncio.Task] = {}
 
     def get(self, uid: str) -> dict | None:
         return self._statuses.get(uid)
@@ -65,16 +72,37 @@ class StatusManager:
         return await self._sync(uid, force=True)
 
     async def run(self) -> None:
-        while True:
-            try:
-                await asyncio.wait_for(self._doorbell.wait(), self.period)
-                reconcile = False
-            except TimeoutError:
-                reconcile = True
-            self._doorbell.clear()
-            uids = list(self._statuses) if reconcile else list(self._dirty)
-            for uid in uids:
-                await self._sync(uid, force=reconcile)
+        try:
+            while True:
+                try:
+                    await asyncio.wait_for(self._doorbell.wait(), self.period)
+                    reconcile = False
+                except TimeoutError:
+                    reconcile = True
+                self._doorbell.clear()
+                for uid in list(self._statuses) if reconcile else list(self._dirty):
+                    if uid not in self._writing:
+                        self._writing[uid] = asyncio.create_task(self._write(uid, reconcile),
+                                                                 name=f"pod-status-{uid}")
+        finally:
+            writing = list(self._writing.values())
+            for task in writing:
+                task.cancel()
+            await asyncio.gather(*writing, return_exceptions=True)
+
+    async def _write(self, uid: str, force: bool) -> None:
+        """One pod's write, beside the others'; a status set while it was in flight rings the doorbell again
+        (a failed write of an unchanged status waits for the periodic reconcile instead of spinning)."""
+        written = self._statuses.get(uid)
+        try:
+            async with self._writers:
+                await self._sync(uid, force=force)
+        except Exception:
+            log.exception("status of pod %s", uid)
+        finally:
+            self._writing.pop(uid, None)
+            if uid in self._dirty and self._statuses.get(uid) is not written:
+                self._doorbell.set()
 
     async def _sync(self, uid: str, force: bool) -> bool:
         lock = self._locks.setdefault(uid, asyncio.Lock())
