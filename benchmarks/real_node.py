@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import math
 import os
 import re
@@ -50,7 +51,6 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
 from harness import emit  # noqa: E402
 
@@ -61,12 +61,23 @@ from pyk8s.kubelet.runtime.images import import_archive  # noqa: E402
 from pyk8s.kubelet.runtime.oci import build_oci_archive, busybox_image  # noqa: E402
 from pyk8s.kubelet.runtime_state import POD_UID_LABEL  # noqa: E402
 
-from conftest import (  # noqa: E402  (the e2e fixtures' cluster, forwarder and clean-up code)
-    NODE_IP,
-    NetnsCluster,
-    _remove_cgroup_tree,
-    processes_in_netns,
-)
+
+def _e2e_fixtures():
+    """tests/e2e/conftest.py (the e2e fixtures' cluster, forwarder and clean-up code), loaded under a name of its
+    own: inside a pytest run the module name `conftest` belongs to whichever test folder was collected first."""
+    spec = importlib.util.spec_from_file_location("pyk8s_e2e_fixtures", ROOT / "tests" / "e2e" / "conftest.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+_E2E = _e2e_fixtures()
+NODE_IP = _E2E.NODE_IP
+NetnsCluster = _E2E.NetnsCluster
+_remove_cgroup_tree = _E2E._remove_cgroup_tree
+processes_in_netns = _E2E.processes_in_netns
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 IMAGE = "pyk8s.local/busybox-bench:1.0"

@@ -416,7 +416,13 @@ async def netns_cluster(node_netns: str, request: pytest.FixtureRequest) -> Asyn
         await asyncio.to_thread(cluster.start, tuple(getattr(request, "param", ())))
         yield cluster
     finally:
+        # Freeze the kubelet first: removing sandboxes under a live kubelet only makes it start them again.
+        agent = cluster.agent_pid()
+        if agent is not None:
+            os.kill(agent, signal.SIGSTOP)
         await cluster.remove_pods_from_runtime()
+        if agent is not None:
+            os.kill(agent, signal.SIGKILL)  # the server's SIGTERM follows within its 1 s restart backoff
         await asyncio.to_thread(cluster.stop)
         for pid in processes_in_netns(node_netns):
             try:

@@ -142,6 +142,21 @@ async def test_service_dns_port_forward_and_job(cluster: NetnsCluster) -> None:
     lookup = c.kubectl("exec", client_pod, "--", "nslookup", "kubernetes.default.svc.cluster.local").stdout
     assert "10.43.0.1" in lookup
 
+    # From inside the pod, with its projected ServiceAccount token: the API through the kubernetes Service,
+    # authenticated as the pod's ServiceAccount and authorized by RBAC.
+    api = ("TOKEN=$(cat /var/run/secrets/kubernetes.io/serviceaccount/token); timeout 10 wget -qO- "
+           "--no-check-certificate --header \"Authorization: Bearer $TOKEN\" "
+           "https://kubernetes.default.svc/api/v1/namespaces/default/pods")
+    refused = c.kubectl("exec", client_pod, "--", "sh", "-c", api, check=False)
+    assert refused.returncode != 0 and "403" in refused.stderr
+    c.kubectl("create", "rolebinding", "default-view", "--clusterrole=view", "--serviceaccount=default:default")
+
+    async def listed() -> dict | None:
+        result = c.kubectl("exec", client_pod, "--", "sh", "-c", api, check=False)
+        return json.loads(result.stdout) if result.returncode == 0 else None
+    pods = await eventually_async(listed, timeout=30, interval=1)
+    assert client_pod in {p["metadata"]["name"] for p in pods["items"]}
+
     # kubectl port-forward: a local port on the test's loopback to the pod's port 8080.
     forward = subprocess.Popen([KUBECTL, "--kubeconfig", str(c.kubeconfig), "port-forward", f"pod/{echo_pod}",
                                 "0:8080"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
