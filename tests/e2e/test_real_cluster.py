@@ -145,7 +145,7 @@ async def test_service_dns_port_forward_and_job(cluster: NetnsCluster, tmp_path:
 
     # The pod's projected ServiceAccount token (written by the node's volume manager) is the pod's identity:
     # the API takes it as the pod's ServiceAccount, bound to this pod, and RBAC decides what it may do.
-    # (busybox's wget cannot speak the apiserver's TLS ciphers, so the token is used from the test.)
+    # (busybox's wget fails the apiserver's TLS handshake, so the token is used from the test.)
     token = c.kubectl("exec", client_pod, "--", "cat", "/var/run/secrets/kubernetes.io/serviceaccount/token").stdout
     assert c.kubectl("exec", client_pod, "--", "cat", "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
                      ).stdout == "default"
