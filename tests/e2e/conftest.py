@@ -34,6 +34,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pyk8s.client import APIClient
 from pyk8s.kubelet.runtime.containerd import Containerd, ContainerdConfig
 from pyk8s.kubelet.runtime.cri import CRIClient, CRIError
 
@@ -433,3 +434,51 @@ async def netns_cluster(node_netns: str, request: pytest.FixtureRequest) -> Asyn
             cluster.forwarder.close()
         _remove_cgroup_tree(cluster.cgroup_root)
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def apiserver(tmp_path: Path) -> Iterator[Path]:
+    """A component-less `pyk8s server` on loopback in the host netns (no agent: the test plays the node or
+    nodes); yields its kubeconfig."""
+    data_dir = tmp_path / "server"
+    data_dir.mkdir()
+    port = _free_port()
+    log = open(data_dir / "server.log", "ab")  # noqa: SIM115
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pyk8s.cli", "server", "--data-dir", str(data_dir), "--https-port", str(port),
+         "--bind-address", "127.0.0.1", "--disable-agent", "--disable-controller-manager", "--disable-scheduler"],
+        stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, (data_dir / "server.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "pyk8s server not ready in 60 s"
+            if (data_dir / "kubeconfig.yaml").exists():
+                context = ssl.create_default_context(cafile=str(data_dir / "tls" / "ca.crt"))
+                try:
+                    with urllib.request.urlopen(f"https://127.0.0.1:{port}/readyz", context=context, timeout=2):
+                        break
+                except OSError:
+                    pass
+            time.sleep(0.1)
+        yield data_dir / "kubeconfig.yaml"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+@pytest.fixture
+async def client(apiserver: Path) -> AsyncIterator[APIClient]:
+    async with APIClient.from_kubeconfig(str(apiserver), qps=0) as api:
+        yield api

@@ -6,17 +6,9 @@ container."""
 from __future__ import annotations
 
 import asyncio
-import signal
-import socket
-import ssl
 import subprocess
 import sys
-import time
-import urllib.request
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-
-import pytest
 
 from pyk8s.client import APIClient
 from pyk8s.kubelet.paths import KubeletPaths
@@ -27,53 +19,6 @@ from pyk8s.kubelet.volumes import VolumeManager
 from conftest import Node, eventually_async
 
 NODE = "e2e-vol-node"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def apiserver(tmp_path: Path) -> Iterator[Path]:
-    """A component-less `pyk8s server` on loopback (no agent: the test is the node); yields its kubeconfig."""
-    data_dir = tmp_path / "server"
-    data_dir.mkdir()
-    port = _free_port()
-    log = open(data_dir / "server.log", "ab")  # noqa: SIM115
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pyk8s.cli", "server", "--data-dir", str(data_dir), "--https-port", str(port),
-         "--bind-address", "127.0.0.1", "--disable-agent", "--disable-controller-manager", "--disable-scheduler"],
-        stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, (data_dir / "server.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "pyk8s server not ready in 60 s"
-            if (data_dir / "kubeconfig.yaml").exists():
-                context = ssl.create_default_context(cafile=str(data_dir / "tls" / "ca.crt"))
-                try:
-                    with urllib.request.urlopen(f"https://127.0.0.1:{port}/readyz", context=context, timeout=2):
-                        break
-                except OSError:
-                    pass
-            time.sleep(0.1)
-        yield data_dir / "kubeconfig.yaml"
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
-
-
-@pytest.fixture
-async def client(apiserver: Path) -> AsyncIterator[APIClient]:
-    async with APIClient.from_kubeconfig(str(apiserver), qps=0) as api:
-        yield api
 
 
 def _import_busybox(node: Node, tmp_path: Path) -> str:
