@@ -206,8 +206,9 @@ def _phase(spec: Mapping, init_statuses: list[dict], app_statuses: list[dict], t
     return "Pending"
 
 
-def _condition(type_: str, ok: bool, now: float, before: Mapping[str, dict], reason: str = "",
-               message: str = "") -> dict:
+def pod_condition(type_: str, ok: bool, now: float, before: Mapping[str, dict], reason: str = "",
+                  message: str = "") -> dict:
+    """A kubelet-owned pod condition; its transition time is kept while its status stays (real and simulated nodes)."""
     status = "True" if ok else "False"
     old = before.get(type_)
     transition = old.get("lastTransitionTime") if old and old.get("status") == status else None
@@ -229,7 +230,7 @@ def _override_condition(override: TerminalOverride, now: float, before: Mapping[
     return condition
 
 
-def _gates_message(pod: Mapping, conditions: Mapping[str, dict]) -> str:
+def readiness_gates_message(pod: Mapping, conditions: Mapping[str, dict]) -> str:
     problems = []
     for gate in (pod.get("spec") or {}).get("readinessGates") or []:
         type_ = gate.get("conditionType", "")
@@ -246,16 +247,16 @@ def _initialized(init_containers: list[dict], init_statuses: list[dict], app_sta
                  now: float, before: Mapping[str, dict]) -> dict:
     """Upstream's GeneratePodInitializedCondition."""
     if not init_containers:
-        return _condition("Initialized", True, now, before)
+        return pod_condition("Initialized", True, now, before)
     if phase == "Succeeded":
-        return _condition("Initialized", True, now, before, "PodCompleted")
+        return pod_condition("Initialized", True, now, before, "PodCompleted")
     if any("running" in s["state"] or "terminated" in s["state"] or s["lastState"] for s in app_statuses):
-        return _condition("Initialized", True, now, before)  # initialized before: app containers have run
+        return pod_condition("Initialized", True, now, before)  # initialized before: app containers have run
     unready = [c["name"] for c, s in zip(init_containers, init_statuses, strict=True) if not s["ready"]]
     if unready:
-        return _condition("Initialized", False, now, before, "ContainersNotInitialized",
+        return pod_condition("Initialized", False, now, before, "ContainersNotInitialized",
                           f"containers with incomplete status: [{' '.join(unready)}]")
-    return _condition("Initialized", True, now, before)
+    return pod_condition("Initialized", True, now, before)
 
 
 def build_pod_status(pod: Mapping, status: PodRuntimeStatus, *, waiting: Mapping[str, Waiting], host_ips: list[str],
@@ -289,32 +290,32 @@ def build_pod_status(pod: Mapping, status: PodRuntimeStatus, *, waiting: Mapping
     sandbox_ready = sandbox is not None and sandbox.ready and (bool(sandbox.ips) or bool(spec.get("hostNetwork")))
     conditions = [] if override is None or override.condition is None else [_override_condition(override, now,
                                                                                                    before)]
-    conditions.append(_condition("PodReadyToStartContainers",
+    conditions.append(pod_condition("PodReadyToStartContainers",
                                  sandbox_ready and phase not in ("Succeeded", "Failed"), now, before))
 
     conditions.append(_initialized(init_containers, init_statuses, app_statuses, phase, now, before))
 
     if phase == "Succeeded":
-        containers_ready = _condition("ContainersReady", False, now, before, "PodCompleted")
+        containers_ready = pod_condition("ContainersReady", False, now, before, "PodCompleted")
     elif phase == "Failed":
-        containers_ready = _condition("ContainersReady", False, now, before, "PodFailed")
+        containers_ready = pod_condition("ContainersReady", False, now, before, "PodFailed")
     else:
         unready = [s["name"] for c, s in zip(init_containers, init_statuses, strict=True)
                    if is_sidecar(c) and not s["ready"]]
         unready += [s["name"] for s in app_statuses if not s["ready"]]
         if unready:
-            containers_ready = _condition("ContainersReady", False, now, before, "ContainersNotReady",
+            containers_ready = pod_condition("ContainersReady", False, now, before, "ContainersNotReady",
                                           f"containers with unready status: [{' '.join(unready)}]")
         else:
-            containers_ready = _condition("ContainersReady", True, now, before)
+            containers_ready = pod_condition("ContainersReady", True, now, before)
     if containers_ready["status"] != "True":
-        ready = _condition("Ready", False, now, before, containers_ready.get("reason", ""),
+        ready = pod_condition("Ready", False, now, before, containers_ready.get("reason", ""),
                            containers_ready.get("message", ""))
-    elif gates := _gates_message(pod, server_conditions):
-        ready = _condition("Ready", False, now, before, "ReadinessGatesNotReady", gates)
+    elif gates := readiness_gates_message(pod, server_conditions):
+        ready = pod_condition("Ready", False, now, before, "ReadinessGatesNotReady", gates)
     else:
-        ready = _condition("Ready", True, now, before)
-    conditions += [ready, containers_ready, _condition("PodScheduled", True, now, server_conditions)]
+        ready = pod_condition("Ready", True, now, before)
+    conditions += [ready, containers_ready, pod_condition("PodScheduled", True, now, server_conditions)]
 
     result: dict = {"phase": phase, "conditions": conditions}
     if override is not None:

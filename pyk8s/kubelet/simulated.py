@@ -71,6 +71,7 @@ from .node_status import (
     rfc3339,
     status_needs_update,
 )
+from .pod_status import pod_condition, readiness_gates_message
 
 log = logging.getLogger("pyk8s.kubelet.simulated")
 
@@ -466,33 +467,6 @@ def _container_status(c: ContainerRun, run: PodRun, pod: Mapping, waiting_reason
     return status
 
 
-def _condition(type_: str, ok: bool, now: float, previous: Mapping[str, dict], reason: str = "",
-               message: str = "") -> dict:
-    status = "True" if ok else "False"
-    old = previous.get(type_)
-    transition = old.get("lastTransitionTime") if old and old.get("status") == status else None
-    condition: dict = {"type": type_, "status": status, "lastProbeTime": None,
-                       "lastTransitionTime": transition or rfc3339(now)}
-    if reason:
-        condition["reason"] = reason
-    if message:
-        condition["message"] = message
-    return condition
-
-
-def _gates_message(pod: Mapping, conditions: Mapping[str, dict]) -> str:
-    problems = []
-    for gate in (pod.get("spec") or {}).get("readinessGates") or []:
-        type_ = gate.get("conditionType", "")
-        condition = conditions.get(type_)
-        if condition is None:
-            problems.append(f"corresponding condition of pod readiness gate \"{type_}\" does not exist.")
-        elif condition.get("status") != "True":
-            problems.append(f"the status of pod readiness gate \"{type_}\" is not \"True\", but "
-                            f"{condition.get('status')}")
-    return ", ".join(problems)
-
-
 def build_pod_status(pod: Mapping, run: PodRun, host_ip: str, now: float, previous: Mapping | None = None) -> dict:
     """The part of pod status the kubelet owns; `previous` (the last reported or the server's
     status) keeps lastTransitionTime of conditions that did not change."""
@@ -508,44 +482,44 @@ def build_pod_status(pod: Mapping, run: PodRun, host_ip: str, now: float, previo
     terminal = phase in ("Succeeded", "Failed")
     sandbox_ready = not run.stopped and not terminal
     if not has_init:
-        initialized = _condition("Initialized", True, now, before)
+        initialized = pod_condition("Initialized", True, now, before)
     elif phase == "Succeeded":
-        initialized = _condition("Initialized", True, now, before, "PodCompleted")
+        initialized = pod_condition("Initialized", True, now, before, "PodCompleted")
     else:
         incomplete = [c.name for c in run.init
                       if not ((c.role == "init" and c.ended is not None and c.ended.exit_code == 0)
                               or (c.role == "sidecar" and c.started_at is not None))]
         any_app_started = any(c.started_at is not None for c in run.app)
         if incomplete and not any_app_started:
-            initialized = _condition("Initialized", False, now, before, "ContainersNotInitialized",
+            initialized = pod_condition("Initialized", False, now, before, "ContainersNotInitialized",
                                      f"containers with incomplete status: [{' '.join(incomplete)}]")
         else:
-            initialized = _condition("Initialized", True, now, before)
+            initialized = pod_condition("Initialized", True, now, before)
 
     if phase == "Succeeded":
-        containers_ready = _condition("ContainersReady", False, now, before, "PodCompleted")
+        containers_ready = pod_condition("ContainersReady", False, now, before, "PodCompleted")
     elif phase == "Failed":
-        containers_ready = _condition("ContainersReady", False, now, before, "PodFailed")
+        containers_ready = pod_condition("ContainersReady", False, now, before, "PodFailed")
     else:
         unready = [s["name"] for s, c in zip(init_statuses, run.init, strict=True)
                    if c.role == "sidecar" and not s["ready"]]
         unready += [s["name"] for s in app_statuses if not s["ready"]]
         if unready:
-            containers_ready = _condition("ContainersReady", False, now, before, "ContainersNotReady",
+            containers_ready = pod_condition("ContainersReady", False, now, before, "ContainersNotReady",
                                           f"containers with unready status: [{' '.join(unready)}]")
         else:
-            containers_ready = _condition("ContainersReady", True, now, before)
+            containers_ready = pod_condition("ContainersReady", True, now, before)
     if containers_ready["status"] != "True":
-        ready = _condition("Ready", False, now, before, containers_ready.get("reason", ""),
+        ready = pod_condition("Ready", False, now, before, containers_ready.get("reason", ""),
                            containers_ready.get("message", ""))
-    elif gates := _gates_message(pod, server_conditions):
-        ready = _condition("Ready", False, now, before, "ReadinessGatesNotReady", gates)
+    elif gates := readiness_gates_message(pod, server_conditions):
+        ready = pod_condition("Ready", False, now, before, "ReadinessGatesNotReady", gates)
     else:
-        ready = _condition("Ready", True, now, before)
+        ready = pod_condition("Ready", True, now, before)
 
     status: dict = {
         "phase": phase,
-        "conditions": [_condition("PodReadyToStartContainers", sandbox_ready, now, before),
+        "conditions": [pod_condition("PodReadyToStartContainers", sandbox_ready, now, before),
                        initialized, ready, containers_ready],
         "hostIP": host_ip,
         "hostIPs": [{"ip": host_ip}],
