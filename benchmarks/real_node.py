@@ -17,6 +17,8 @@ Per run, JSON lines:
   began → CreateContainer began (mostly containerd: sandbox, pause container, CNI), CreateContainer began →
   container started (containerd and runc), started → running and Ready seen on the watch (the kubelet's status
   write and the apiserver's watch fan-out). The runtime's timestamps come from CRI (created_at / started_at).
+- `real_node.api_requests_per_pod`: the apiserver's requests during the start-up phase by verb and resource, per
+  pod (every client's: the benchmark's own creates and the scheduler's bindings are in it too).
 - `real_node.idle`: with every pod running, the agent's CPU % of one core over `--idle-seconds`, and the RSS
   of the agent, of containerd and of all its shims (separately), plus the apiserver's CPU.
 - `real_node.deletion`: the pods deleted at `--rate` pods/s: latency from each DELETE to the watch's DELETED
@@ -351,6 +353,7 @@ async def one_run(cluster: NetnsCluster, client: APIClient, args: argparse.Names
     agent_pid = cluster.agent_pid() or 0
     socket_path = cluster.agent_dir / "containerd" / "containerd.sock"
     containerd = [p for p in [cluster_containerd_pid(cluster)] if p]
+    requests_before = await request_counts(client)
     cpu_before = {"agent": cpu_seconds([agent_pid]), "apiserver": cpu_seconds([server_pid]),
                   "containerd": cpu_seconds(containerd, reaped_children=True)}
     common = {"run": run, "pods": args.pods, "rate_per_s": args.rate, "bound_by": "nodeName" if args.bind
@@ -372,6 +375,10 @@ async def one_run(cluster: NetnsCluster, client: APIClient, args: argparse.Names
                                             - cpu_before["containerd"], 1),
              shims_and_runc_cpu_s=round(cpu_seconds(shim_pids(socket_path), reaped_children=True), 1),
              load_average_1m=round(os.getloadavg()[0], 1))
+        requests = await request_counts(client)
+        per_pod = {key: round((count - requests_before.get(key, 0)) / args.pods, 2)
+                   for key, count in sorted(requests.items()) if count - requests_before.get(key, 0) > 0}
+        emit(bench="real_node.api_requests_per_pod", **common, total=round(sum(per_pod.values()), 1), **per_pod)
         calls = cri_call_times(cluster.agent_dir / "containerd" / "containerd.log", set(names))
         emit(bench="real_node.cri_calls", **common,
              **{f"{name}_median_s": round(statistics.median(v), 3) for name, v in calls.items() if v},
@@ -428,6 +435,23 @@ async def one_run(cluster: NetnsCluster, client: APIClient, args: argparse.Names
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await watcher
+
+
+_REQUEST_TOTAL = re.compile(r'^apiserver_request_total\{code="(\d+)",group="[^"]*",resource="([^"]*)",'
+                            r'subresource="([^"]*)",verb="([^"]*)"\} (\d+)$')
+
+
+async def request_counts(client: APIClient) -> dict[str, int]:
+    """The apiserver's request counters by `verb resource[/subresource]` (every client's, this script's included:
+    its pod creates and its watch)."""
+    counts: dict[str, int] = {}
+    for line in (await client.request("GET", "/metrics", raw=True)).decode().splitlines():
+        match = _REQUEST_TOTAL.match(line)
+        if match:
+            _, resource, subresource, verb, count = match.groups()
+            key = f"{verb} {resource}/{subresource}" if subresource else f"{verb} {resource}"
+            counts[key] = counts.get(key, 0) + int(count)
+    return counts
 
 
 def cluster_containerd_pid(cluster: NetnsCluster) -> int | None:

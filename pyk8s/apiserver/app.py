@@ -233,7 +233,8 @@ class APIServer:
             audit.complete(result)
             current_request.set(None)  # requests on one keep-alive connection share a task (and its context)
             if info.is_resource_request:
-                self.metrics.observe(info.verb, info.group, info.resource, code, time.perf_counter() - started)
+                self.metrics.observe(info.verb, info.group, info.resource, info.subresource, code,
+                                     time.perf_counter() - started)
 
     async def _lookup(self, plural: str, namespace: str, name: str) -> dict | None:
         """A core/v1 object as the API serves it now, for the token authenticators."""

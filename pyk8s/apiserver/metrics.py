@@ -10,13 +10,14 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 
 class Metrics:
     def __init__(self) -> None:
-        self.requests: dict[tuple[str, str, str, str], int] = defaultdict(int)  # verb, group, resource, code
+        # verb, group, resource, subresource, code
+        self.requests: dict[tuple[str, str, str, str, str], int] = defaultdict(int)
         self.latency: dict[tuple[str, str, str], list[int]] = {}  # verb, group, resource -> bucket counts
         self.latency_sum: dict[tuple[str, str, str], float] = defaultdict(float)
         self.watchers: dict[tuple[str, str], int] = defaultdict(int)
 
-    def observe(self, verb: str, group: str, resource: str, code: int, seconds: float) -> None:
-        self.requests[(verb, group, resource, str(code))] += 1
+    def observe(self, verb: str, group: str, resource: str, subresource: str, code: int, seconds: float) -> None:
+        self.requests[(verb, group, resource, subresource, str(code))] += 1
         if verb == "watch":
             return  # a watch's duration is its timeout, not a latency
         key = (verb, group, resource)
@@ -29,9 +30,9 @@ class Metrics:
     def render(self, store_revision: int, extra: dict[str, float] | None = None) -> str:
         lines = ["# HELP apiserver_request_total Counter of apiserver requests broken out by verb, group, "
                  "resource and HTTP response code.", "# TYPE apiserver_request_total counter"]
-        for (verb, group, resource, code), count in sorted(self.requests.items()):
+        for (verb, group, resource, subresource, code), count in sorted(self.requests.items()):
             lines.append(f'apiserver_request_total{{code="{code}",group="{group}",resource="{resource}",'
-                         f'verb="{verb}"}} {count}')
+                         f'subresource="{subresource}",verb="{verb}"}} {count}')
         lines += ["# HELP apiserver_request_duration_seconds Response latency distribution in seconds.",
                   "# TYPE apiserver_request_duration_seconds histogram"]
         for (verb, group, resource), buckets in sorted(self.latency.items()):

@@ -134,7 +134,8 @@ def test_metrics(cluster: Cluster, path: str):
     request(cluster, "/api/v1/namespaces")
     code, _, body = request(cluster, path)
     text = body.decode()
-    assert code == 200 and 'apiserver_request_total{code="200",group="",resource="namespaces",verb="list"}' in text
+    assert code == 200
+    assert 'apiserver_request_total{code="200",group="",resource="namespaces",subresource="",verb="list"}' in text
     assert "pyk8s_store_revision" in text and "apiserver_request_duration_seconds_bucket" in text
 
 
