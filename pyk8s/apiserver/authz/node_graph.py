@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from ...api.pod_references import pod_configmap_names, pod_secret_names
 from ..watchcache import ResourceCache
 
 SECRET, CONFIGMAP, PVC, PV, SERVICE_ACCOUNT, POD = "secret", "configmap", "pvc", "pv", "serviceaccount", "pod"
@@ -24,62 +25,20 @@ MIRROR_POD_ANNOTATION = "kubernetes.io/config.mirror"
 Vertex = tuple[str, str, str]  # (type, namespace, name); cluster-scoped objects have namespace ""
 
 
-def _containers(spec: dict) -> list[dict]:
-    return [*(spec.get("initContainers") or ()), *(spec.get("containers") or ()),
-            *(spec.get("ephemeralContainers") or ())]
-
-
-def _volume_secret_names(volume: dict) -> list[str]:
-    """The secrets a pod volume names (upstream VisitPodSecretNames' volume cases)."""
-    names = []
-    secret = volume.get("secret")
-    if isinstance(secret, dict):
-        names.append(secret.get("secretName") or "")
-    for source in ((volume.get("projected") or {}).get("sources") or ()):
-        names.append((source.get("secret") or {}).get("name") or "")
-    azure = volume.get("azureFile")
-    if isinstance(azure, dict):
-        names.append(azure.get("secretName") or "")
-    for plugin in ("cephfs", "cinder", "flexVolume", "iscsi", "rbd", "scaleIO", "storageos"):
-        source = volume.get(plugin)
-        if isinstance(source, dict):
-            names.append((source.get("secretRef") or {}).get("name") or "")
-    csi = volume.get("csi")
-    if isinstance(csi, dict):
-        names.append((csi.get("nodePublishSecretRef") or {}).get("name") or "")
-    return names
-
-
 def pod_references(pod: dict) -> set[Vertex]:
     """Every secret, config map, claim and service account a pod names (in its namespace)."""
     namespace = pod["metadata"].get("namespace", "")
     spec = pod.get("spec") or {}
-    secrets = [ref.get("name") or "" for ref in spec.get("imagePullSecrets") or ()]
-    configmaps: list[str] = []
     claims: list[str] = []
-    for container in _containers(spec):
-        for source in container.get("envFrom") or ():
-            secrets.append((source.get("secretRef") or {}).get("name") or "")
-            configmaps.append((source.get("configMapRef") or {}).get("name") or "")
-        for env in container.get("env") or ():
-            value_from = env.get("valueFrom") or {}
-            secrets.append((value_from.get("secretKeyRef") or {}).get("name") or "")
-            configmaps.append((value_from.get("configMapKeyRef") or {}).get("name") or "")
     for volume in spec.get("volumes") or ():
-        secrets.extend(_volume_secret_names(volume))
-        configmap = volume.get("configMap")
-        if isinstance(configmap, dict):
-            configmaps.append(configmap.get("name") or "")
-        for source in ((volume.get("projected") or {}).get("sources") or ()):
-            configmaps.append((source.get("configMap") or {}).get("name") or "")
         claim = volume.get("persistentVolumeClaim")
         if isinstance(claim, dict):
             claims.append(claim.get("claimName") or "")
         elif isinstance(volume.get("ephemeral"), dict):
             # The claim a generic ephemeral volume gets: <pod name>-<volume name> (upstream VolumeClaimName).
             claims.append(f"{pod['metadata'].get('name', '')}-{volume.get('name', '')}")
-    refs = {(SECRET, namespace, n) for n in secrets if n}
-    refs.update((CONFIGMAP, namespace, n) for n in configmaps if n)
+    refs = {(SECRET, namespace, n) for n in pod_secret_names(pod)}
+    refs.update((CONFIGMAP, namespace, n) for n in pod_configmap_names(pod))
     refs.update((PVC, namespace, n) for n in claims if n)
     if spec.get("serviceAccountName"):
         refs.add((SERVICE_ACCOUNT, namespace, spec["serviceAccountName"]))
