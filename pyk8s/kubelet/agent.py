@@ -44,6 +44,7 @@ from .image_gc import ImageGC, ImageGCPolicy
 from .kubelet import Kubelet, KubeletConfig
 from .node import LeaseController, NodeConfig, NodeRegistration, NodeStatusSource, node_reference
 from .node_status import DEFAULT_MAX_PODS, KUBELET_PORT
+from .object_cache import ObjectCache
 from .paths import KubeletPaths
 from .routes import HostGatewayRoutes
 from .runtime.containerd import DEFAULT_SANDBOX_IMAGE, Containerd, ContainerdConfig
@@ -190,6 +191,7 @@ class Agent:
         self.pod_cidr: str | None = None
         self.network_ready = False
         self.kubelet_server = None
+        self.objects: ObjectCache | None = None
         self.volumes: VolumeManager | None = None
         self.image_gc: ImageGC | None = None
         self.eviction: EvictionManager | None = None
@@ -229,7 +231,10 @@ class Agent:
         events.user_agent = config.user_agent
         self.events_client = APIClient(events)
         self.recorder = EventRecorder(self.events_client, COMPONENT, opts.node_name)
-        self.volumes = VolumeManager(self.client, self.paths, opts.node_name, self.recorder)
+        # The ConfigMaps and Secrets the pods name, watched (shared by the kubelet, which registers the pods, and
+        # the volume manager).
+        self.objects = ObjectCache(self.client)
+        self.volumes = VolumeManager(self.client, self.paths, opts.node_name, self.recorder, objects=self.objects)
         eviction = self._eviction_manager()
 
         node_config = NodeConfig(name=opts.node_name, node_ip=opts.node_ip, data_dir=opts.data_dir,
@@ -344,12 +349,13 @@ class Agent:
         assert self.client is not None and self.runtime is not None
         cert_file, key_file = await self._serving_certificate()
         client_ca = opts.client_ca_file or self._kubeconfig_ca()
-        assert self.volumes is not None and self.eviction is not None
+        assert self.volumes is not None and self.eviction is not None and self.objects is not None
         kubelet = Kubelet(self.client, self.runtime,
                           KubeletConfig(node_name=opts.node_name, paths=self.paths, cluster_dns=list(opts.cluster_dns),
                                         cluster_domain=opts.cluster_domain, cgroup_parent=opts.cgroup_parent,
                                         pod_cidr=self.pod_cidr, node_ips=[opts.node_ip]),
-                          self.volumes, recorder=self.recorder, pressure=self.eviction.conditions)
+                          self.volumes, recorder=self.recorder, pressure=self.eviction.conditions,
+                          objects=self.objects)
         self.kubelet_server = KubeletServer(self.client, self.runtime, self.paths, opts.node_name, cert_file,
                                             key_file, client_ca)
         await self.kubelet_server.start(opts.node_ip, opts.kubelet_port)

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from ..api.validation import is_env_var_name
 from ..client import WARNING, APIClient, APIConnectionError, APIStatusError, EventRecorder, is_not_found
 from .expansion import expand, mapping_for
+from .object_cache import ObjectSource
 from .volumes.downward import DownwardAPIError, container_resource_value, extract_field_path
 from .volumes.projection import configmap_data, secret_data
 
@@ -136,8 +137,8 @@ def pod_field_value(pod: Mapping, field_path: str, pod_ips: list[str], host_ips:
 class _Sources:
     """ConfigMaps/Secrets read once per call; a missing one is None."""
 
-    def __init__(self, client: APIClient, namespace: str) -> None:
-        self.client = client
+    def __init__(self, source: ObjectSource, namespace: str) -> None:
+        self.source = source
         self.namespace = namespace
         self._seen: dict[tuple[str, str], dict | None] = {}
 
@@ -145,7 +146,7 @@ class _Sources:
         key = (plural, name)
         if key not in self._seen:
             try:
-                self._seen[key] = await self.client.get(plural, name, self.namespace)
+                self._seen[key] = await self.source.get(plural, name, self.namespace)
             except APIStatusError as exc:
                 if not is_not_found(exc):
                     raise EnvVarError(exc.message or str(exc)) from exc
@@ -164,7 +165,7 @@ _KEY_REFS = {"configMapKeyRef": ("configmaps", "configmap", "ConfigMap", configm
 async def container_env(client: APIClient, pod: dict, container: dict, *, service_env: bool = True,
                         pod_ips: list[str] | None = None, host_ips: list[str] | None = None,
                         node_allocatable: Mapping[str, str] | None = None,
-                        services: Iterable[Mapping] | None = None,
+                        services: Iterable[Mapping] | None = None, objects: ObjectSource | None = None,
                         recorder: EventRecorder | None = None) -> list[tuple[str, str]]:
     """The container's environment as (name, value) pairs, in definition order, service variables last.
 
@@ -173,7 +174,8 @@ async def container_env(client: APIClient, pod: dict, container: dict, *, servic
     Node's addresses. node_allocatable: limits for
     containers without one (resourceFieldRef); default: read from the pod's Node. services: every Service the
     kubelet knows (e.g. from its informer); default: listed from the API. service_env=False leaves out service
-    variables entirely. recorder: where InvalidEnvironmentVariableNames events go.
+    variables entirely. objects: where ConfigMaps and Secrets are read (the kubelet's watch-based ObjectCache);
+    default: the API. recorder: where InvalidEnvironmentVariableNames events go.
     """
     meta = pod.get("metadata") or {}
     spec = pod.get("spec") or {}
@@ -191,7 +193,7 @@ async def container_env(client: APIClient, pod: dict, container: dict, *, servic
             services = await _list_services(client, namespace, enable_links)
         service_vars = dict(service_env_vars(select_services(services, namespace, enable_links)))
 
-    sources = _Sources(client, namespace)
+    sources = _Sources(objects if objects is not None else client, namespace)
     env: dict[str, str] = {}
     lookup = mapping_for(env, service_vars)
 

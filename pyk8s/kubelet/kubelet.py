@@ -44,6 +44,7 @@ from .admission import admit
 from .config import KubeletConfig
 from .images import ImageManager
 from .node_status import rfc3339
+from .object_cache import ObjectCache, ObjectSource
 from .pleg import GenericPLEG
 from .pod_status import ReadinessSource, TerminalOverride, Waiting, build_pod_status
 from .pod_workers import PodWorkers, SyncOutcome
@@ -61,6 +62,8 @@ MOUNT_RETRY = 2.0
 EVICTION_KILL_MARGIN = 30.0
 EVICTION_POLL = 0.2
 REJECTED_MESSAGE_PREFIX = "Pod was rejected: "
+# How long a container start waits for the first list of Services (their env vars) before failing the sync.
+SERVICES_SYNC_TIMEOUT = 5.0
 
 PressureConditions = Callable[[], Mapping[str, bool]]  # EvictionManager.conditions
 
@@ -79,15 +82,24 @@ class VolumeManagerLike(Protocol):
 
 
 class _EnvVars:
-    """The env resolver of pyk8s/kubelet/envvars.py behind the ContainerEnv protocol."""
+    """The env resolver of pyk8s/kubelet/envvars.py behind the ContainerEnv protocol: Services come from the
+    kubelet's informer, ConfigMaps and Secrets from its object cache."""
 
-    def __init__(self) -> None:
-        self._resolve = envvars.container_env
+    def __init__(self, services: Informer, objects: ObjectSource) -> None:
+        self.services = services
+        self.objects = objects
         self.errors: tuple[type[Exception], ...] = (envvars.EnvVarError,)
 
     async def __call__(self, client: APIClient, pod: dict, container: dict, *, pod_ips: list[str],
                        host_ips: list[str] | None) -> list[tuple[str, str]]:
-        return await self._resolve(client, pod, container, pod_ips=pod_ips, host_ips=host_ips)
+        if not await self.services.wait_for_sync(SERVICES_SYNC_TIMEOUT):
+            raise envvars.EnvVarError("services have not yet been read at least once, cannot construct envvars")
+        namespace = (pod.get("metadata") or {}).get("namespace") or ""
+        services = self.services.list(namespace)
+        if namespace != envvars.MASTER_NAMESPACE:
+            services = [*services, *self.services.list(envvars.MASTER_NAMESPACE)]
+        return await envvars.container_env(client, pod, container, pod_ips=pod_ips, host_ips=host_ips,
+                                           services=services, objects=self.objects)
 
 
 def _uid(pod: Mapping) -> str:
@@ -120,10 +132,12 @@ def _deletion_grace(pod: Mapping) -> int | None:
 class Kubelet:
     def __init__(self, client: APIClient, runtime: CRIClient, config: KubeletConfig, volumes: VolumeManagerLike, *,
                  recorder: EventRecorder | None = None, env: ContainerEnv | None = None,
-                 probes: ReadinessSource | None = None, pressure: PressureConditions | None = None) -> None:
+                 probes: ReadinessSource | None = None, pressure: PressureConditions | None = None,
+                 objects: ObjectCache | None = None) -> None:
         """`probes` None: the real prober (ProbeManager); tests may pass another ReadinessSource (NO_PROBES).
         `pressure`: the node's pressure conditions (the eviction manager's) new pods are admitted against; None
-        admits every pod."""
+        admits every pod. `objects`: the cache of the ConfigMaps and Secrets the node's pods name (shared with the
+        volume manager); None: the kubelet's own."""
         self.client = client
         self.runtime = runtime
         self.config = config
@@ -134,8 +148,10 @@ class Kubelet:
         self.probes: ReadinessSource = probes if probes is not None else ProbeManager(
             runtime, self.probe_result_changed, self.status_manager.get, self.recorder)
         self.images = ImageManager(runtime, self.recorder)
-        self.runtime_manager = RuntimeManager(runtime, config, client, self.images, volumes, env or _EnvVars(),
-                                              self.recorder, self.probes)
+        self.objects = objects if objects is not None else ObjectCache(client)
+        self.services = Informer(client, "services")
+        self.runtime_manager = RuntimeManager(runtime, config, client, self.images, volumes,
+                                              env or _EnvVars(self.services, self.objects), self.recorder, self.probes)
         self.informer = Informer(client, "pods", field_selector=f"spec.nodeName={config.node_name}")
         self.pod_workers = PodWorkers(self, resync_interval=config.sync_frequency)
         self.pleg = GenericPLEG(self.runtime_manager.runtime_pods, self._on_runtime_change, config.relist_period)
@@ -172,6 +188,7 @@ class Kubelet:
         try:
             # The runtime first: workers of adopted pods must see what already runs.
             await self.pleg.relisted.wait()
+            self.services.start()
             self.informer.start()
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
@@ -184,6 +201,8 @@ class Kubelet:
             if isinstance(self.probes, ProbeManager):
                 await self.probes.stop()
             await self.informer.stop()
+            await self.services.stop()
+            await self.objects.stop()
             if self._own_recorder:
                 await self.recorder.close()
 
@@ -221,6 +240,7 @@ class Kubelet:
         uid = _uid(pod)
         meta = pod.get("metadata") or {}
         self._by_uid[uid] = f"{meta.get('namespace')}/{meta.get('name')}"
+        self.objects.register_pod(pod)
         grace = _deletion_grace(pod)
         if grace is not None:
             self.pod_workers.kill_pod(pod, grace)
@@ -413,7 +433,7 @@ class Kubelet:
             if not name:
                 continue
             try:
-                found.append(await self.client.get("secrets", name, namespace))
+                found.append(await self.objects.get("secrets", name, namespace))
             except APIStatusError as exc:
                 if not is_not_found(exc):
                     raise
@@ -462,6 +482,7 @@ class Kubelet:
         self._forget_state(uid)
 
     def _forget_state(self, uid: str) -> None:
+        self.objects.unregister_pod(uid)
         self.status_manager.forget(uid)
         self._waiting.pop(uid, None)
         self._by_uid.pop(uid, None)

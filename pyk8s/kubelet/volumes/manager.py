@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ...api import quantity
 from ...client import WARNING, APIClient, APIConnectionError, APIStatusError, EventRecorder, is_not_found
+from ..object_cache import ObjectSource
 from ..paths import KubeletPaths
 from ..runtime.cri import pb
 from . import mounts
@@ -86,8 +87,8 @@ class _Objects:
     """ConfigMaps/Secrets read during one mount or resync pass, so a pass reads each object once however many
     volumes and pods use it."""
 
-    def __init__(self, client: APIClient) -> None:
-        self.client = client
+    def __init__(self, source: ObjectSource) -> None:
+        self.source = source
         self._seen: dict[tuple[str, str, str], dict | None] = {}
 
     async def get(self, plural: str, namespace: str, name: str, optional: bool) -> dict | None:
@@ -95,7 +96,7 @@ class _Objects:
         key = (plural, namespace, name)
         if key not in self._seen:
             try:
-                self._seen[key] = await self.client.get(plural, name, namespace)
+                self._seen[key] = await self.source.get(plural, name, namespace)
             except APIStatusError as exc:
                 if not is_not_found(exc):
                     raise _SetUpError(_api_message(exc)) from exc
@@ -129,10 +130,13 @@ class _ProcessError(_SetUpError):
 
 class VolumeManager:
     def __init__(self, client: APIClient, paths: KubeletPaths, node_name: str, recorder: EventRecorder | None = None,
-                 *, resync_interval: float = DEFAULT_RESYNC_INTERVAL, secrets_in_memory: bool = False) -> None:
+                 *, resync_interval: float = DEFAULT_RESYNC_INTERVAL, secrets_in_memory: bool = False,
+                 objects: ObjectSource | None = None) -> None:
         """secrets_in_memory: back secret and projected volumes with tmpfs as upstream does (needs root, and
-        every pod then holds a mount until `unmount_pod_volumes`)."""
+        every pod then holds a mount until `unmount_pod_volumes`). objects: where ConfigMaps and Secrets are read
+        (the kubelet's watch-based ObjectCache); default: the API."""
         self.client = client
+        self.objects: ObjectSource = objects if objects is not None else client
         self.paths = paths
         self.node_name = node_name
         self.recorder = recorder
@@ -157,7 +161,7 @@ class VolumeManager:
             if state is None:
                 state = self._pods[uid] = PodVolumes(pod)
             state.pod = pod
-            failures = await self._set_up_all(state, _Objects(self.client), refresh_only=False)
+            failures = await self._set_up_all(state, _Objects(self.objects), refresh_only=False)
         if failures:
             raise VolumeError(FAILED_MOUNT, failures[0])
 
@@ -230,7 +234,7 @@ class VolumeManager:
 
     async def resync(self) -> None:
         """One pass of run(): refresh every mounted pod's projected volumes, then check emptyDir limits."""
-        objects = _Objects(self.client)
+        objects = _Objects(self.objects)
         for uid in list(self._pods):
             async with self._lock(uid):
                 state = self._pods.get(uid)
