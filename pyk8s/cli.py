@@ -49,6 +49,10 @@ def main() -> None:
 @click.option("--kubelet-arg", multiple=True,
               help="An extra `pyk8s agent` flag for the local node as key=value (e.g. cgroup-root=/pyk8s); "
                    "repeatable.")
+@click.option("--container-log-max-size", default=None,
+              help="The local node's container log size before rotation (a quantity; default 10Mi).")
+@click.option("--container-log-max-files", type=int, default=None,
+              help="Log files the local node keeps per container (default 5).")
 @click.option("--simulated-nodes", type=int, default=0, help="Run N simulated nodes instead of the local agent.")
 @click.option("--simulated-node-capacity", default="cpu=32,memory=256Gi,pods=110", show_default=True)
 @click.option("--controllers", default="*", show_default=True, help="What the controller-manager runs.")
@@ -74,7 +78,8 @@ def main() -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def server(data_dir: Path | None, https_port: int, bind_address: str, advertise_address: str,
            token_file: Path | None, disable_agent: bool, node_name: str, node_ip: str,
-           container_runtime_endpoint: str | None, kubelet_arg: tuple[str, ...], simulated_nodes: int,
+           container_runtime_endpoint: str | None, kubelet_arg: tuple[str, ...],
+           container_log_max_size: str | None, container_log_max_files: int | None, simulated_nodes: int,
            simulated_node_capacity: str, controllers: str, disable_controller_manager: bool, disable_scheduler: bool,
            authorization_mode: str, enable_admission_plugins: str, disable_admission_plugins: str,
            admission_control_config_file: Path | None,
@@ -109,11 +114,14 @@ def server(data_dir: Path | None, https_port: int, bind_address: str, advertise_
     for item in kubelet_arg:
         if "=" not in item or not item.partition("=")[0].strip("-"):
             raise click.BadParameter(f"expected key=value, got {item!r}", param_hint="--kubelet-arg")
+    # Checked here too, so a bad value stops the server rather than only its node agent.
+    _container_log_settings(container_log_max_size, container_log_max_files)
     tune_gc()
     opts = ServerOptions(data_dir=data_dir or default_data_dir(), https_port=https_port, bind_address=bind_address,
                          advertise_address=advertise_address, token_file=token_file, disable_agent=disable_agent,
                          node_name=node_name, node_ip=node_ip, container_runtime_endpoint=container_runtime_endpoint,
-                         kubelet_args=kubelet_arg,
+                         kubelet_args=kubelet_arg, container_log_max_size=container_log_max_size,
+                         container_log_max_files=container_log_max_files,
                          simulated_nodes=simulated_nodes,
                          simulated_node_capacity=_parse_capacity(simulated_node_capacity),
                          controllers=controllers, disable_controller_manager=disable_controller_manager,
@@ -206,6 +214,23 @@ def scheduler(kubeconfig: Path, scheduler_name: str, leader_elect: bool, config_
     uvloop.run(run_scheduler(kubeconfig, scheduler_name, leader_elect, config_file))
 
 
+def _container_log_settings(max_size: str | None, max_files: int | None) -> int | None:
+    """Upstream's checks of the flags that are given; --container-log-max-size in bytes."""
+    from .kubelet.log_rotation import parse_max_size, validate_max_files
+
+    if max_files is not None:
+        try:
+            validate_max_files(max_files)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--container-log-max-files") from None
+    if max_size is None:
+        return None
+    try:
+        return parse_max_size(max_size)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--container-log-max-size") from None
+
+
 @main.command()
 @click.option("--simulated", is_flag=True,
               help="Run simulated (kwok-style) nodes that run no containers, instead of this machine's real node.")
@@ -257,6 +282,10 @@ def scheduler(kubeconfig: Path, scheduler_name: str, leader_elect: bool, config_
               help="Image filesystem usage (percent) from which unused images are removed.")
 @click.option("--image-gc-low-threshold", type=int, default=80, show_default=True,
               help="Image filesystem usage (percent) image garbage collection frees down to.")
+@click.option("--container-log-max-size", default="10Mi", show_default=True,
+              help="Size (a quantity) a container's log file grows to before it is rotated; negative: never.")
+@click.option("--container-log-max-files", type=int, default=5, show_default=True,
+              help="Log files kept per container, the live one included (at least 2).")
 @click.option("--node-capacity", default="cpu=32,memory=256Gi,pods=110", show_default=True,
               help="Capacity of each simulated node.")
 @click.option("--name-prefix", default="sim-", show_default=True, help="Name prefix of simulated nodes.")
@@ -268,7 +297,8 @@ def agent(simulated: bool, nodes: int, kubeconfig: Path | None, server: str | No
           tls_private_key_file: Path | None, client_ca_file: Path | None, eviction_hard: str | None,
           eviction_soft: str, eviction_soft_grace_period: str, eviction_minimum_reclaim: str,
           eviction_pressure_transition_period: str, image_gc_high_threshold: int, image_gc_low_threshold: int,
-          node_capacity: str, name_prefix: str, verbose: bool) -> None:
+          container_log_max_size: str, container_log_max_files: int, node_capacity: str, name_prefix: str,
+          verbose: bool) -> None:
     """Run this machine's node (real containers through containerd), or simulated nodes, joined to a cluster."""
     import ipaddress
 
@@ -306,6 +336,7 @@ def agent(simulated: bool, nodes: int, kubeconfig: Path | None, server: str | No
                                      image_gc_low_threshold=image_gc_low_threshold)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+    log_max_size = _container_log_settings(container_log_max_size, container_log_max_files)
     capacity = _parse_capacity(node_capacity)
     labels = {}
     for item in filter(None, node_labels.split(",")):
@@ -350,7 +381,8 @@ def agent(simulated: bool, nodes: int, kubeconfig: Path | None, server: str | No
             cluster_dns=[ip.strip() for ip in cluster_dns.split(",") if ip.strip()], cluster_domain=cluster_domain,
             pod_cidr=pod_cidr, cluster_cidr=cluster_cidr, cgroup_root=cgroup_root, node_labels=labels,
             max_pods=max_pods, tls_cert_file=tls_cert_file, tls_private_key_file=tls_private_key_file,
-            client_ca_file=client_ca_file, eviction=eviction)
+            client_ca_file=client_ca_file, eviction=eviction, container_log_max_size=log_max_size,
+            container_log_max_files=container_log_max_files)
         try:
             await run_agent(options, _stop_on_signals())
         except (ContainerdError, CRIError, ConfigError) as exc:

@@ -12,7 +12,7 @@ Start-up order, and why:
    containerd's CNI config (containerd reloads it); until then the node reports NotReady with upstream's
    "cni plugin not initialized" message and runs no pods;
 5. the pod side: Kubelet (admitting new pods against the eviction manager's conditions; the eviction manager
-   evicts through it) and the KubeletServer on port 10250.
+   evicts through it), the KubeletServer on port 10250 and container log rotation.
 On SIGTERM everything stops in reverse; containerd is stopped by its PID (its containers live on in their
 shims, as with upstream's kubelet restarts, and are re-adopted on the next start).
 """
@@ -42,6 +42,7 @@ from .eviction.thresholds import (
 )
 from .image_gc import ImageGC, ImageGCPolicy
 from .kubelet import Kubelet, KubeletConfig
+from .log_rotation import DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE_BYTES, ContainerLogManager, container_log_manager
 from .node import LeaseController, NodeConfig, NodeRegistration, NodeStatusSource, node_reference
 from .node_status import DEFAULT_MAX_PODS, KUBELET_PORT
 from .object_cache import ObjectCache
@@ -137,6 +138,8 @@ class AgentOptions:
     # Pod addresses of the whole cluster: routed between nodes as is, masqueraded when leaving it.
     cluster_cidr: str = "10.42.0.0/16"
     eviction: EvictionSettings = field(default_factory=EvictionSettings)
+    container_log_max_size: int = DEFAULT_MAX_SIZE_BYTES  # bytes; negative: logs are not rotated
+    container_log_max_files: int = DEFAULT_MAX_FILES
 
     def __post_init__(self) -> None:
         self.node_ip = self.node_ip or default_node_ip()
@@ -196,6 +199,7 @@ class Agent:
         self.image_gc: ImageGC | None = None
         self.eviction: EvictionManager | None = None
         self.kubelet: Kubelet | None = None
+        self.log_manager: ContainerLogManager | None = None
         self._tasks: list[asyncio.Task] = []
 
     # ---- start ----
@@ -350,17 +354,22 @@ class Agent:
         cert_file, key_file = await self._serving_certificate()
         client_ca = opts.client_ca_file or self._kubeconfig_ca()
         assert self.volumes is not None and self.eviction is not None and self.objects is not None
-        kubelet = Kubelet(self.client, self.runtime,
-                          KubeletConfig(node_name=opts.node_name, paths=self.paths, cluster_dns=list(opts.cluster_dns),
-                                        cluster_domain=opts.cluster_domain, cgroup_parent=opts.cgroup_parent,
-                                        pod_cidr=self.pod_cidr, node_ips=[opts.node_ip]),
-                          self.volumes, recorder=self.recorder, pressure=self.eviction.conditions,
-                          objects=self.objects)
+        config = KubeletConfig(node_name=opts.node_name, paths=self.paths, cluster_dns=list(opts.cluster_dns),
+                               cluster_domain=opts.cluster_domain, cgroup_parent=opts.cgroup_parent,
+                               pod_cidr=self.pod_cidr, node_ips=[opts.node_ip],
+                               container_log_max_size=opts.container_log_max_size,
+                               container_log_max_files=opts.container_log_max_files)
+        kubelet = Kubelet(self.client, self.runtime, config, self.volumes, recorder=self.recorder,
+                          pressure=self.eviction.conditions, objects=self.objects)
         self.kubelet_server = KubeletServer(self.client, self.runtime, self.paths, opts.node_name, cert_file,
                                             key_file, client_ca)
         await self.kubelet_server.start(opts.node_ip, opts.kubelet_port)
         self.kubelet = kubelet
         self._spawn(kubelet.run(), "kubelet")  # it runs the volume manager's refresh loop too
+        self.log_manager = container_log_manager(self.runtime, config.container_log_max_size,
+                                                 config.container_log_max_files)
+        if self.log_manager is not None:
+            self.log_manager.start()
 
     async def _serving_certificate(self) -> tuple[Path, Path]:
         opts = self.options
@@ -396,6 +405,8 @@ class Agent:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self.log_manager is not None:
+            await self.log_manager.stop()
         if self.kubelet_server is not None:
             with contextlib.suppress(Exception):
                 await self.kubelet_server.stop()

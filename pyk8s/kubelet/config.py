@@ -6,6 +6,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .log_rotation import DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE_BYTES
 from .paths import KubeletPaths
 
 
@@ -41,3 +42,6 @@ class KubeletConfig:
     # Runtimes that cannot lower oom_score_adj (no CAP_SYS_RESOURCE, containerd's restrict_oom_score_adj) get
     # negative scores (Guaranteed pods: -997) raised to 0 instead of failing the container.
     restrict_oom_score_adj: bool = True
+    # Container log rotation (--container-log-max-size in bytes, negative: none; --container-log-max-files).
+    container_log_max_size: int = DEFAULT_MAX_SIZE_BYTES
+    container_log_max_files: int = DEFAULT_MAX_FILES

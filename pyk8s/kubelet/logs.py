@@ -5,8 +5,10 @@ The runtime writes one record per line: `<RFC3339Nano timestamp> <stdout|stderr>
 one log line. What a reader sees is the container's output: the text of each line (pieces joined) with a
 newline, optionally prefixed by the line's timestamp.
 
-Rotation: the kubelet renames `N.log` to `N.log.<timestamp>` and the runtime reopens a fresh `N.log`; a
-follower finishes the renamed file and carries on at the start of the new one, as upstream's does.
+Rotation (log_rotation.py): the kubelet renames `N.log` to `N.log.<timestamp>` and the runtime reopens a fresh
+`N.log`; a follower finishes the renamed file (still open, even once it is compressed and removed) and carries
+on at the start of the new one, as upstream's does. Like upstream's ReadLogs, a read covers the live file only,
+never the rotated or gzipped ones.
 """
 
 from __future__ import annotations

@@ -65,6 +65,8 @@ class ServerOptions:
     node_ip: str = ""
     container_runtime_endpoint: str | None = None
     kubelet_args: tuple[str, ...] = ()
+    container_log_max_size: str | None = None  # the agent's --container-log-max-size; None: its default
+    container_log_max_files: int | None = None
     simulated_nodes: int = 0
     simulated_node_capacity: dict[str, str] = field(default_factory=dict)
     controllers: str = "*"
@@ -198,6 +200,10 @@ def _agent_args(opts: ServerOptions, pki: PKI, server_url: str, advertise: str) 
             "--client-ca-file", str(pki.ca_cert)]
     if opts.container_runtime_endpoint:
         args += ["--container-runtime-endpoint", opts.container_runtime_endpoint]
+    if opts.container_log_max_size is not None:
+        args += ["--container-log-max-size", opts.container_log_max_size]
+    if opts.container_log_max_files is not None:
+        args += ["--container-log-max-files", str(opts.container_log_max_files)]
     for item in opts.kubelet_args:
         flag, _, value = item.partition("=")
         args += [f"--{flag.removeprefix('--')}", value]
