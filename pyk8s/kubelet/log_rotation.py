@@ -16,7 +16,7 @@ log file. One that reached the maximum size is rotated, as upstream does:
    that the next pass tries again and no output goes to a file nobody rotates.
 
 File work runs in a thread: a slow disk or a big gzip must never hold up the kubelet's event loop.
-Removing the logs of containers that no longer exist is the container garbage collector's job.
+When the kubelet removes a container it removes its logs with it (`remove_container_logs`).
 """
 
 from __future__ import annotations
@@ -274,6 +274,14 @@ def _compress(name: str) -> None:
         os.remove(name)
     except OSError as exc:
         raise LogRotationError(f"failed to remove log {name!r} after compressing it: {exc}") from None
+
+
+def remove_container_logs(path: str) -> None:
+    """The live log of a removed container and every rotated or compressed one beside it (upstream's Clean)."""
+    for name in glob.glob(glob.escape(path) + "*"):
+        if name == path or name.startswith(path + "."):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(name)
 
 
 def container_log_manager(runtime: CRIClient, max_size_bytes: int, max_files: int,

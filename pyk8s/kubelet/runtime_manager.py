@@ -24,6 +24,7 @@ from . import cri_config
 from .backoff import Backoff
 from .config import KubeletConfig
 from .images import ImageManager, ImagePullError
+from .log_rotation import remove_container_logs
 from .pod_actions import compute_pod_actions, container_hash, is_sidecar
 from .pod_status import NO_PROBES, ReadinessSource, Waiting
 from .runtime.cri import CRIClient, CRIError, pb
@@ -350,11 +351,16 @@ class RuntimeManager:
                 await self._remove_container(instance.id)
 
     async def _remove_container(self, container_id: str) -> None:
+        """Remove the container and its log files, rotated ones included (upstream's removeContainerLog)."""
         try:
+            log_path = (await self.runtime.container_status(container_id)).status.log_path
             await self.runtime.remove_container(container_id)
         except CRIError as exc:
             if not exc.not_found:
                 log.warning("removing container %s: %s", container_id, exc)
+            return
+        if log_path:
+            await asyncio.to_thread(remove_container_logs, log_path)
 
     # ---- starting a container ------------------------------------------------------------------------
 

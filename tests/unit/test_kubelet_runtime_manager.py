@@ -66,6 +66,8 @@ class FakeCRI:
         return result
 
     async def container_status(self, container_id):
+        if container_id not in self.containers:
+            raise CRIError("ContainerStatus", grpc.StatusCode.NOT_FOUND, "gone")
         return pb.ContainerStatusResponse(status=self.containers[container_id])
 
     async def create_container(self, sandbox_id, config, sandbox_config):
@@ -173,6 +175,27 @@ async def test_crash_loop_backoff_on_restart(tmp_path: Path) -> None:
     assert len(cri.containers) == 3
     await manager.sync_pod(pod, await manager.pod_status("u1"), [])
     assert len(cri.containers) == 2 and first not in cri.containers
+
+
+async def test_removed_instance_takes_its_logs(tmp_path: Path) -> None:
+    """Container GC removes a dead instance's log with its rotated and compressed files; the others stay."""
+    manager, cri, _ = make_manager(tmp_path)
+    pod = make_pod()
+    await manager.sync_pod(pod, await manager.pod_status("u1"), [])
+    logs = tmp_path / "container-logs"
+    logs.mkdir()
+    for attempt in range(3):
+        [newest] = [c for c in cri.containers if cri.containers[c].state == pb.CONTAINER_RUNNING]
+        cri.containers[newest].log_path = str(logs / f"{attempt}.log")
+        for name in (f"{attempt}.log", f"{attempt}.log.20261127-010203", f"{attempt}.log.20261127-010100.gz"):
+            (logs / name).write_text("x")
+        cri.exit_container(newest, 0)
+        await manager.remove_dead_instances(await manager.pod_status("u1"))
+        await manager.sync_pod(pod, await manager.pod_status("u1"), [])
+    # Instances 1 and 2 are kept (the newest dead one and the one before it); instance 0 went with its logs.
+    assert sorted(p.name for p in logs.iterdir()) == [
+        "1.log", "1.log.20261127-010100.gz", "1.log.20261127-010203",
+        "2.log", "2.log.20261127-010100.gz", "2.log.20261127-010203"]
 
 
 async def test_pre_stop_runs_within_the_grace_period(tmp_path: Path) -> None:
