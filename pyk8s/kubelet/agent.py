@@ -216,7 +216,7 @@ class Agent:
             await self.containerd.start(timeout=60)
             endpoint = self.containerd.config.endpoint
         else:
-            # An existing runtime manages its own pod network; without CRI Status it is taken as ready.
+            # An existing runtime manages its own pod network: its CRI Status says when that is ready.
             self.network_ready = True
         self.runtime = CRIClient(endpoint)
         version = await self.runtime.version(timeout=30)

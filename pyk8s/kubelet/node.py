@@ -58,6 +58,7 @@ from .node_status import (
     real_node_status,
     real_status_needs_update,
     renewed_lease,
+    runtime_condition_errors,
 )
 from .runtime.cri import CRIClient, CRIError
 
@@ -237,13 +238,14 @@ class NodeStatusSource:
             runtime_version = f"{version.runtime_name}://{version.runtime_version}"
             images = node_images([([*image.repo_digests, *image.repo_tags], image.size)
                                   for image in await self.runtime.list_images(timeout=10)])
+            errors += runtime_condition_errors((await self.runtime.status(timeout=5)).status.conditions)
         except CRIError as exc:
             log.warning("node %s: container runtime unreachable: %s", cfg.name, exc)
             errors.append(RUNTIME_DOWN)
             # Keep reporting what was last known rather than blanking the node's identity.
             runtime_version = ((previous or {}).get("nodeInfo") or {}).get("containerRuntimeVersion", "")
             images = (previous or {}).get("images") or []
-        if not self.network_ready():
+        if not self.network_ready() and NETWORK_NOT_READY not in errors:
             errors.append(NETWORK_NOT_READY)
         host = await asyncio.to_thread(host_capacity, cfg.data_dir, cfg.max_pods)
         capacity, allocatable = capacity_and_allocatable(host, cfg.thresholds)

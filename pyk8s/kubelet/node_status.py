@@ -333,6 +333,22 @@ NETWORK_NOT_READY = ("container runtime network not ready: NetworkReady=false re
                      "message:Network plugin returns error: cni plugin not initialized")
 
 
+def runtime_condition_errors(conditions) -> list[str]:
+    """Upstream's runtime-state errors from the runtime's CRI Status (kubelet updateRuntimeUp): RuntimeReady or
+    NetworkReady false (or missing) make the node NotReady with the runtime's reason and message. containerd
+    itself reports NetworkReady=false until a CNI config exists, with the NETWORK_NOT_READY text."""
+    found = {condition.type: condition for condition in conditions}
+    errors = []
+    for kind, prefix in (("RuntimeReady", "container runtime not ready"),
+                         ("NetworkReady", "container runtime network not ready")):
+        condition = found.get(kind)
+        if condition is None:
+            errors.append(f"{prefix}: <nil>")  # Go's %v of the missing condition
+        elif not condition.status:
+            errors.append(f"{prefix}: {kind}=false reason:{condition.reason} message:{condition.message}")
+    return errors
+
+
 def ready_message(errors: list[str]) -> str:
     """Upstream joins the runtime errors as a Go error aggregate: one error alone, several as [a, b]."""
     return errors[0] if len(errors) == 1 else "[" + ", ".join(errors) + "]"

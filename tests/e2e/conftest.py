@@ -404,6 +404,13 @@ async def netns_cluster(node_netns: str, request: pytest.FixtureRequest) -> Asyn
     is stopped by PID, and sandboxes, processes and cgroups it left are removed. Extra `pyk8s server` flags come
     from indirect parametrization: `@pytest.mark.parametrize("netns_cluster", [("--kubelet-arg", "k=v")],
     indirect=True)`."""
+    async with running_cluster(node_netns, tuple(getattr(request, "param", ()))) as cluster:
+        yield cluster
+
+
+@contextlib.asynccontextmanager
+async def running_cluster(node_netns: str, extra_args: tuple[str, ...] = ()) -> AsyncIterator[NetnsCluster]:
+    """The netns_cluster fixture's cluster, for tests whose server flags are known only once the test runs."""
     _ip("-n", node_netns, "link", "add", "pyk8s0", "type", "veth", "peer", "name", "pyk8s1")
     _ip("-n", node_netns, "addr", "add", f"{NODE_IP}/24", "dev", "pyk8s0")
     _ip("-n", node_netns, "link", "set", "pyk8s0", "up")
@@ -414,7 +421,7 @@ async def netns_cluster(node_netns: str, request: pytest.FixtureRequest) -> Asyn
     cluster = NetnsCluster(netns=node_netns, data_dir=data_dir / "server", node_ip=NODE_IP,
                            cgroup_root=f"/pyk8s-e2e-{suffix}")
     try:
-        await asyncio.to_thread(cluster.start, tuple(getattr(request, "param", ())))
+        await asyncio.to_thread(cluster.start, extra_args)
         yield cluster
     finally:
         # Freeze the kubelet first: removing sandboxes under a live kubelet only makes it start them again.

@@ -18,10 +18,12 @@ from conftest import validate_tree
 
 
 class StandInRuntime:
-    """Answers the CRI calls node status makes: Version, ListImages, ImageFsInfo."""
+    """Answers the CRI calls node status makes: Version, ListImages, ImageFsInfo, Status."""
 
     def __init__(self) -> None:
         self.down = False
+        self.conditions = [pb.RuntimeCondition(type="RuntimeReady", status=True),
+                           pb.RuntimeCondition(type="NetworkReady", status=True)]
 
     def _check(self, method: str) -> None:
         if self.down:
@@ -37,6 +39,10 @@ class StandInRuntime:
         return [pb.Image(id="sha256:aa", repo_tags=["registry.k8s.io/pause:3.10"], size=300_000),
                 pb.Image(id="sha256:bb", repo_tags=["pyk8s.local/busybox:1"],
                          repo_digests=["pyk8s.local/busybox@sha256:bb"], size=1_000_000)]
+
+    async def status(self, verbose: bool = False, timeout: float | None = None) -> pb.StatusResponse:
+        self._check("Status")
+        return pb.StatusResponse(status=pb.RuntimeStatus(conditions=self.conditions))
 
     async def image_fs_info(self, timeout: float | None = None) -> pb.ImageFsInfoResponse:
         self._check("ImageFsInfo")
@@ -92,6 +98,23 @@ async def test_register_report_and_adopt(client: APIClient, tmp_path: Path) -> N
     assert _conditions(node)["Ready"]["message"] == RUNTIME_DOWN
     assert node["status"]["nodeInfo"]["containerRuntimeVersion"] == "containerd://1.6.20~ds1"
     runtime.down = False
+
+    # The runtime's own CRI Status: its conditions' reasons and messages, runtime first, as upstream.
+    runtime.conditions = [pb.RuntimeCondition(type="RuntimeReady", status=False, reason="Starting", message="wait"),
+                          pb.RuntimeCondition(type="NetworkReady", status=False, reason="NetworkPluginNotReady",
+                                              message="Network plugin returns error: cni plugin not initialized")]
+    assert await registration.update_status()
+    node = await client.get("nodes", name)
+    assert _conditions(node)["Ready"]["message"] == (
+        f"[container runtime not ready: RuntimeReady=false reason:Starting message:wait, {NETWORK_NOT_READY}]")
+    runtime.conditions = runtime.conditions[:1]
+    runtime.conditions[0].status = True
+    assert await registration.update_status()
+    node = await client.get("nodes", name)
+    assert _conditions(node)["Ready"]["message"] == "container runtime network not ready: <nil>"
+    runtime.conditions.append(pb.RuntimeCondition(type="NetworkReady", status=True))
+    assert await registration.update_status()
+    assert _conditions(await client.get("nodes", name))["Ready"]["status"] == "True"
 
     # A restarted agent adopts its Node (same uid) and puts back labels someone removed.
     await client.patch("nodes", name, {"metadata": {"labels": {"kubernetes.io/os": None}}})
