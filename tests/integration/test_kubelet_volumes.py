@@ -14,6 +14,7 @@ import pytest
 
 from pyk8s.client import APIClient, APIStatusError, ClientConfig, EventRecorder
 from pyk8s.kubelet.envvars import EnvVarError, container_env
+from pyk8s.kubelet.object_cache import ObjectCache
 from pyk8s.kubelet.paths import KubeletPaths
 from pyk8s.kubelet.volumes import VolumeError, VolumeManager
 
@@ -205,3 +206,45 @@ async def test_claim_bound_to_a_host_path_pv(client: APIClient, ns: str, tmp_pat
         ("/data", str(data), False)]
     await manager.unmount_pod_volumes(pod["metadata"]["uid"])
     assert data.is_dir()  # the PV's data outlives the pod
+
+
+async def test_deleted_configmap_keeps_the_content_and_reports(client: APIClient, ns: str, tmp_path: Path) -> None:
+    """ConfigMaps read through the kubelet's watch-based cache: a ConfigMap deleted under a running pod leaves the
+    volume's last content in place and each refresh reports FailedMount (upstream); recreated, it comes back."""
+    await client.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": ns},
+                         "data": {"mode": "fast"}})
+    pod = await client.create(_pod(ns, [{"name": "cfg", "configMap": {"name": "settings"}}],
+                                   [{"name": "cfg", "mountPath": "/etc/cfg"}]))
+    objects = ObjectCache(client)
+    recorder = EventRecorder(client, "kubelet", NODE)
+    manager = VolumeManager(client, KubeletPaths(tmp_path), NODE, recorder, objects=objects)
+    try:
+        objects.register_pod(pod)
+        await manager.mount_pod_volumes(pod)
+        cfg = manager.paths.volume_dir(pod["metadata"]["uid"], "kubernetes.io~configmap", "cfg")
+        assert (cfg / "mode").read_text() == "fast"
+
+        await client.delete("configmaps", "settings", ns)
+        message = 'MountVolume.SetUp failed for volume "cfg" : configmap "settings" not found'
+
+        async def reported() -> bool:
+            await manager.resync()
+            await recorder.flush()
+            events = (await client.list("events", ns))["items"]
+            return any(e["reason"] == "FailedMount" and e["message"] == message for e in events)
+
+        await _eventually(reported)
+        assert (cfg / "mode").read_text() == "fast"
+
+        await client.create({"apiVersion": "v1", "kind": "ConfigMap",
+                             "metadata": {"name": "settings", "namespace": ns}, "data": {"mode": "back"}})
+
+        async def restored() -> bool:
+            await manager.resync()
+            return (cfg / "mode").read_text() == "back"
+
+        await _eventually(restored)
+    finally:
+        await recorder.close()
+        await objects.stop()
+        await manager.unmount_pod_volumes(pod["metadata"]["uid"])
