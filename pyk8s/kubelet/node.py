@@ -342,7 +342,16 @@ class NodeRegistration:
             await self.client.patch("nodes", name, {"metadata": {"labels": labels_missing,
                                                                  "annotations": annotations_missing}})
         status = await self.source.status(self.wall(), existing.get("status"))
+        self._record_reboot(existing.get("status") or {}, status)
         return await self.client.patch_status("nodes", name, {"status": status}, patch_type="strategic")
+
+    def _record_reboot(self, previous: dict, current: dict) -> None:
+        """Upstream's Rebooted event: the boot ID the Node last reported is no longer the machine's."""
+        before = (previous.get("nodeInfo") or {}).get("bootID")
+        boot_id = (current.get("nodeInfo") or {}).get("bootID", "")
+        if self.recorder is not None and before and before != boot_id:
+            self.recorder.event(node_reference(self.config.name), "Warning", "Rebooted",
+                                f"Node {self.config.name} has been rebooted, boot id: {boot_id}")
 
     async def update_status(self) -> bool:
         """Compute the status; write it when it differs from the server's copy (which the node lifecycle

@@ -567,8 +567,10 @@ class RuntimeManager:
                 raise
 
     async def kill_pod(self, pod: Mapping | None, status: PodRuntimeStatus, grace: int) -> None:
-        """Stop every running container (app containers first, then sidecars in reverse start order), then the
-        sandboxes (upstream's killPodWithSyncResult)."""
+        """Stop every running container (app containers first, then sidecars in reverse start order), then every
+        sandbox of the pod (upstream's killPodWithSyncResult). Not-ready ones too: a sandbox whose processes died
+        under the runtime (a node reboot, a killed pause) still holds its pod network (the CNI IPAM address) until
+        StopPodSandbox tears that down."""
         running = status.running_containers
         sidecar_names = [c.get("name") for c in ((pod or {}).get("spec") or {}).get("initContainers") or []
                          if is_sidecar(c)]
@@ -581,12 +583,11 @@ class RuntimeManager:
         for sidecar in sidecars:
             await self.kill_container(pod, sidecar, left)
         for sandbox in status.sandboxes:
-            if sandbox.ready:
-                try:
-                    await self.runtime.stop_pod_sandbox(sandbox.id)
-                except CRIError as exc:
-                    if not exc.not_found:
-                        raise
+            try:
+                await self.runtime.stop_pod_sandbox(sandbox.id)
+            except CRIError as exc:
+                if not exc.not_found:
+                    raise
 
     async def remove_pod(self, uid: str) -> None:
         """Stop and remove the pod's sandboxes (their containers go with them), then its cgroup, logs and the

@@ -126,6 +126,39 @@ async def test_register_report_and_adopt(client: APIClient, tmp_path: Path) -> N
     assert _conditions(adopted)["Ready"]["status"] == "True"
 
 
+class RecordedEvents:
+    """An EventRecorder stand-in that keeps (type, reason, message)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, str]] = []
+
+    def event(self, obj: dict, type: str, reason: str, message: str, *, field_path: str | None = None) -> None:
+        self.events.append((type, reason, message))
+
+
+async def test_an_agent_started_after_a_reboot_records_it(client: APIClient, tmp_path: Path) -> None:
+    """The Node last reported another boot ID: the adopting agent records upstream's Rebooted event; an agent
+    restarted within the same boot does not."""
+    registration = _node(tmp_path, StandInRuntime(), client, network_ready=[True])
+    name = registration.config.name
+    await registration.register()
+    boot_id = (await client.get("nodes", name))["status"]["nodeInfo"]["bootID"]
+    assert boot_id
+
+    restarted = _node(tmp_path, StandInRuntime(), client, network_ready=[True], name=name)
+    restarted.recorder = RecordedEvents()  # type: ignore[assignment]
+    await restarted.register()
+    assert not [e for e in restarted.recorder.events if e[1] == "Rebooted"]
+
+    await client.patch_status("nodes", name, {"status": {"nodeInfo": {"bootID": "an-earlier-boot"}}},
+                              patch_type="strategic")
+    rebooted = _node(tmp_path, StandInRuntime(), client, network_ready=[True], name=name)
+    rebooted.recorder = RecordedEvents()  # type: ignore[assignment]
+    await rebooted.register()
+    assert ("Warning", "Rebooted", f"Node {name} has been rebooted, boot id: {boot_id}") in rebooted.recorder.events
+    assert (await client.get("nodes", name))["status"]["nodeInfo"]["bootID"] == boot_id
+
+
 async def test_a_deleted_node_registers_again(client: APIClient, tmp_path: Path) -> None:
     registration = _node(tmp_path, StandInRuntime(), client, network_ready=[True], status_report_frequency=0)
     await registration.register()

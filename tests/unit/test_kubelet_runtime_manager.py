@@ -211,6 +211,36 @@ async def test_pre_stop_runs_within_the_grace_period(tmp_path: Path) -> None:
     assert all(state == pb.SANDBOX_NOTREADY for _, state in cri.sandboxes.values())
 
 
+async def test_sandbox_lost_under_the_runtime_is_stopped_and_replaced(tmp_path: Path) -> None:
+    """After a node reboot the runtime reports the old sandbox not ready and its container exited (255, Unknown),
+    yet the sandbox still holds its pod network: the sync stops it (the runtime then frees its CNI address, as
+    upstream's killPodWithSyncResult stops every sandbox) before running a new one and the container again."""
+    manager, cri, _ = make_manager(tmp_path)
+    stopped: list[str] = []
+    stop = cri.stop_pod_sandbox
+
+    async def stop_pod_sandbox(sandbox_id):
+        stopped.append(sandbox_id)
+        await stop(sandbox_id)
+
+    cri.stop_pod_sandbox = stop_pod_sandbox  # type: ignore[method-assign]
+    pod = make_pod()
+    await manager.sync_pod(pod, await manager.pod_status("u1"), [])
+    [(old_sandbox, (config, _))] = cri.sandboxes.items()
+    [old_container] = cri.containers
+    cri.sandboxes[old_sandbox] = (config, pb.SANDBOX_NOTREADY)
+    cri.exit_container(old_container, 255)
+    cri.containers[old_container].reason = "Unknown"
+
+    await manager.sync_pod(pod, await manager.pod_status("u1"), [])
+    assert stopped == [old_sandbox]
+    new_sandbox = next(i for i, (_, state) in cri.sandboxes.items() if state == pb.SANDBOX_READY)
+    assert new_sandbox != old_sandbox and cri.sandboxes[new_sandbox][0].metadata.attempt == 1
+    status = await manager.pod_status("u1")
+    latest = status.latest("app")
+    assert latest.running and latest.restart_count == 1 and latest.sandbox_id == new_sandbox
+
+
 async def test_short_grace_keeps_the_minimum_after_a_hook(tmp_path: Path) -> None:
     manager, cri, _ = make_manager(tmp_path)
     pod = make_pod(lifecycle={"preStop": {"sleep": {"seconds": 1}}})
