@@ -16,6 +16,8 @@ class MountError(OSError):
 
 def _unescape(field: str) -> str:
     # mountinfo escapes space, tab, newline and backslash as \ooo octal.
+    if "\\" not in field:
+        return field  # nearly every line: no per-character walk
     out, i = [], 0
     while i < len(field):
         escape = field[i + 1:i + 4]
@@ -37,7 +39,7 @@ def mount_points_under(root: Path) -> list[str]:
     except OSError:
         return []
     for line in lines:
-        fields = line.split(" ")
+        fields = line.split(" ", 5)
         if len(fields) > 4:
             point = _unescape(fields[4])
             if point == base or point.startswith(base.rstrip("/") + "/"):
