@@ -1,6 +1,7 @@
 """Pod start-up latency on one real node (containerd, real containers) and what the node agent costs.
 
     sudo .venv/bin/python benchmarks/real_node.py [--pods 100] [--rate 10] [--idle-seconds 60] [--runs 1]
+        [--server-arg=--kubelet-arg --server-arg=max-parallel-runtime-starts=0]
 
 A whole `pyk8s server` (apiserver, scheduler, controller-manager and its own node agent with a supervised
 containerd) runs inside a network namespace this script creates (loopback and a veth pair, no route out) and
@@ -374,7 +375,7 @@ async def one_run(cluster: NetnsCluster, client: APIClient, args: argparse.Names
              containerd_and_cni_cpu_s=round(cpu_seconds(containerd, reaped_children=True)
                                             - cpu_before["containerd"], 1),
              shims_and_runc_cpu_s=round(cpu_seconds(shim_pids(socket_path), reaped_children=True), 1),
-             load_average_1m=round(os.getloadavg()[0], 1))
+             load_average_1m=round(os.getloadavg()[0], 1), memory_cgroups=memory_cgroups())
         requests = await request_counts(client)
         per_pod = {key: round((count - requests_before.get(key, 0)) / args.pods, 2)
                    for key, count in sorted(requests.items()) if count - requests_before.get(key, 0) > 0}
@@ -454,6 +455,16 @@ async def request_counts(client: APIClient) -> dict[str, int]:
     return counts
 
 
+def memory_cgroups() -> int:
+    """The kernel's memory cgroups, dying ones included: thousands of them (left by earlier pods whose page cache
+    still charges them; `echo 3 > /proc/sys/vm/drop_caches` frees them) make every pod start slower."""
+    for line in Path("/proc/cgroups").read_text().splitlines():
+        fields = line.split()
+        if fields and fields[0] == "memory":
+            return int(fields[2])
+    return 0
+
+
 def cluster_containerd_pid(cluster: NetnsCluster) -> int | None:
     config = str(cluster.agent_dir / "containerd" / "config.toml")
     for proc in psutil.process_iter(["pid", "cmdline"]):
@@ -493,7 +504,7 @@ async def bench(args: argparse.Namespace) -> None:
         cluster = NetnsCluster(netns=netns, data_dir=data_dir / "server", node_ip=NODE_IP,
                                cgroup_root=f"/pyk8s-nb-{suffix}")
         try:
-            await asyncio.to_thread(cluster.start)
+            await asyncio.to_thread(cluster.start, tuple(args.server_arg))
             config = ClientConfig.from_kubeconfig(cluster.kubeconfig)
             config.qps = 0  # the benchmark paces itself
             async with APIClient(config) as client:
@@ -596,6 +607,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=10.0, help="pods created (and deleted) per second")
     parser.add_argument("--bind", action="store_true", help="set spec.nodeName instead of using the scheduler")
     parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--server-arg", action="append", default=[],
+                        help="an extra `pyk8s server` argument (repeatable), e.g. --server-arg=--kubelet-arg "
+                             "--server-arg=max-parallel-runtime-starts=0")
     parser.add_argument("--idle-seconds", type=float, default=60.0)
     parser.add_argument("--settle", type=float, default=10.0, help="seconds after start-up before the idle window")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds for all pods to run / be deleted")

@@ -8,6 +8,7 @@ upstream's reason and message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -140,6 +141,10 @@ class RuntimeManager:
         self.wall = wall
         self.runtime_name = "containerd"
         self.crash_backoff = Backoff()
+        # The CPU-heavy runtime calls (RunPodSandbox, StartContainer) a few at a time; see KubeletConfig.
+        limit = config.max_parallel_runtime_starts
+        self._start_slots: contextlib.AbstractAsyncContextManager = (
+            asyncio.Semaphore(limit) if limit > 0 else contextlib.nullcontext())
 
     async def start(self) -> None:
         version = await self.runtime.version()
@@ -301,7 +306,8 @@ class RuntimeManager:
     async def _create_sandbox(self, pod: dict, config: pb.PodSandboxConfig) -> str:
         _, _, uid = cri_config.pod_meta(pod)
         Path(config.log_directory).mkdir(parents=True, exist_ok=True)
-        sandbox_id = await self.runtime.run_pod_sandbox(config, self.config.runtime_handler)
+        async with self._start_slots:
+            sandbox_id = await self.runtime.run_pod_sandbox(config, self.config.runtime_handler)
         try:
             network = (await self.runtime.pod_sandbox_status(sandbox_id)).status.network
             ips = [ip for ip in [network.ip, *(extra.ip for extra in network.additional_ips)] if ip]
@@ -454,7 +460,8 @@ class RuntimeManager:
             return Waiting("CreateContainerError", exc.details)
         self._event(pod, NORMAL, "Created", f"Created container: {name}", name)
         try:
-            await asyncio.shield(self.runtime.start_container(container_id))
+            async with self._start_slots:
+                await asyncio.shield(self.runtime.start_container(container_id))
         except CRIError as exc:
             self._event(pod, WARNING, "Failed", f"Error: {exc.details}", name)
             result.retry_in(10.0)

@@ -5,7 +5,10 @@ a pod's runtime state sends its CRI calls together."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
+from pyk8s.kubelet.config import KubeletConfig
+from pyk8s.kubelet.paths import KubeletPaths
 from pyk8s.kubelet.runtime.cri import pb
 from pyk8s.kubelet.runtime_manager import RuntimeManager
 from pyk8s.kubelet.status_manager import StatusManager
@@ -110,9 +113,10 @@ class SlowCRI:
         return await self._read(pb.ContainerStatusResponse(status=status))
 
 
-async def test_pod_status_sends_its_reads_together() -> None:
+async def test_pod_status_sends_its_reads_together(tmp_path: Path) -> None:
     cri = SlowCRI()
-    manager = RuntimeManager(cri, config=None, client=None, images=None, volumes=None, env=None)
+    config = KubeletConfig(node_name="n", paths=KubeletPaths(tmp_path))
+    manager = RuntimeManager(cri, config=config, client=None, images=None, volumes=None, env=None)
     status = await manager.pod_status("uid-1")
     assert [c.name for c in status.containers] == ["c2", "c1", "c0"]  # newest first
     assert [s.id for s in status.sandboxes] == ["sb"]

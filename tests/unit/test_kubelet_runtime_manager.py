@@ -133,10 +133,11 @@ class Wall:
         return self.now
 
 
-def make_manager(tmp_path: Path) -> tuple[RuntimeManager, FakeCRI, Wall]:
-    cri, wall = FakeCRI(), Wall()
+def make_manager(tmp_path: Path, cri: FakeCRI | None = None,
+                 **config_fields) -> tuple[RuntimeManager, FakeCRI, Wall]:
+    cri, wall = cri or FakeCRI(), Wall()
     config = KubeletConfig(node_name="n", paths=KubeletPaths(tmp_path), resolv_conf=tmp_path / "none",
-                           host_etc_hosts=tmp_path / "none")
+                           host_etc_hosts=tmp_path / "none", **config_fields)
     manager = RuntimeManager(cri, config, None, ImageManager(cri), NoVolumes(), Env(), wall=wall)  # type: ignore
     return manager, cri, wall
 
@@ -196,6 +197,42 @@ async def test_removed_instance_takes_its_logs(tmp_path: Path) -> None:
     assert sorted(p.name for p in logs.iterdir()) == [
         "1.log", "1.log.20261127-010100.gz", "1.log.20261127-010203",
         "2.log", "2.log.20261127-010100.gz", "2.log.20261127-010203"]
+
+
+class SlowStartsCRI(FakeCRI):
+    """Sandboxes and container starts that take a while: records how many were in flight at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_flight = self.most_in_flight = 0
+
+    async def _slow(self) -> None:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        await asyncio.sleep(0.05)
+        self.in_flight -= 1
+
+    async def run_pod_sandbox(self, config, handler=""):
+        await self._slow()
+        return await super().run_pod_sandbox(config, handler)
+
+    async def start_container(self, container_id):
+        await self._slow()
+        await super().start_container(container_id)
+
+
+@pytest.mark.parametrize(("limit", "most"), [(2, 2), (0, 6)])
+async def test_runtime_starts_in_flight_are_limited(tmp_path: Path, limit: int, most: int) -> None:
+    manager, cri, _ = make_manager(tmp_path, SlowStartsCRI(), max_parallel_runtime_starts=limit)
+    pods = []
+    for i in range(6):
+        pod = make_pod()
+        pod["metadata"] = {"name": f"p{i}", "namespace": "ns", "uid": f"u{i}"}
+        pods.append(pod)
+    statuses = [await manager.pod_status(pod["metadata"]["uid"]) for pod in pods]
+    await asyncio.gather(*(manager.sync_pod(pod, status, []) for pod, status in zip(pods, statuses, strict=True)))
+    assert len([c for c in cri.containers.values() if c.state == pb.CONTAINER_RUNNING]) == 6
+    assert cri.most_in_flight == most
 
 
 async def test_pre_stop_runs_within_the_grace_period(tmp_path: Path) -> None:
