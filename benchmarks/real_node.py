@@ -1,7 +1,7 @@
 """Pod start-up latency on one real node (containerd, real containers) and what the node agent costs.
 
     sudo .venv/bin/python benchmarks/real_node.py [--pods 100] [--rate 10] [--idle-seconds 60] [--runs 1]
-        [--server-arg=--kubelet-arg --server-arg=max-parallel-sandbox-creations=0]
+        [--server-arg=--kubelet-arg --server-arg=max-parallel-runtime-starts=0]
 
 A whole `pyk8s server` (apiserver, scheduler, controller-manager and its own node agent with a supervised
 containerd) runs inside a network namespace this script creates (loopback and a veth pair, no route out) and
@@ -609,7 +609,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--server-arg", action="append", default=[],
                         help="an extra `pyk8s server` argument (repeatable), e.g. --server-arg=--kubelet-arg "
-                             "--server-arg=max-parallel-sandbox-creations=0")
+                             "--server-arg=max-parallel-runtime-starts=0")
     parser.add_argument("--idle-seconds", type=float, default=60.0)
     parser.add_argument("--settle", type=float, default=10.0, help="seconds after start-up before the idle window")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds for all pods to run / be deleted")

@@ -262,8 +262,8 @@ def _container_log_settings(max_size: str | None, max_files: int | None) -> int 
 @click.option("--cgroup-root", default="/", show_default=True, help="Pod cgroups go under <root>/kubepods.")
 @click.option("--node-labels", default="", help="Labels to register the node with: key=value,...")
 @click.option("--max-pods", type=click.IntRange(min=1), default=110, show_default=True)
-@click.option("--max-parallel-sandbox-creations", type=click.IntRange(min=0), default=None,
-              help="Pod sandboxes created at once (default: CPUs + 1; 0: no limit).")
+@click.option("--max-parallel-runtime-starts", type=click.IntRange(min=0), default=None,
+              help="RunPodSandbox/StartContainer calls in flight at once (default: CPUs + 1; 0: no limit).")
 @click.option("--tls-cert-file", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
               help="The kubelet's serving certificate (default: requested through a kubelet-serving CSR).")
 @click.option("--tls-private-key-file", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None)
@@ -296,7 +296,7 @@ def agent(simulated: bool, nodes: int, kubeconfig: Path | None, server: str | No
           data_dir: Path | None, join_timeout: float, node_name: str | None, node_ip: str,
           container_runtime_endpoint: str | None, cluster_dns: str, cluster_domain: str, pod_cidr: str | None,
           cluster_cidr: str, cgroup_root: str, node_labels: str, max_pods: int,
-          max_parallel_sandbox_creations: int | None, tls_cert_file: Path | None,
+          max_parallel_runtime_starts: int | None, tls_cert_file: Path | None,
           tls_private_key_file: Path | None, client_ca_file: Path | None, eviction_hard: str | None,
           eviction_soft: str, eviction_soft_grace_period: str, eviction_minimum_reclaim: str,
           eviction_pressure_transition_period: str, image_gc_high_threshold: int, image_gc_low_threshold: int,
@@ -386,8 +386,8 @@ def agent(simulated: bool, nodes: int, kubeconfig: Path | None, server: str | No
             max_pods=max_pods, tls_cert_file=tls_cert_file, tls_private_key_file=tls_private_key_file,
             client_ca_file=client_ca_file, eviction=eviction, container_log_max_size=log_max_size,
             container_log_max_files=container_log_max_files)
-        if max_parallel_sandbox_creations is not None:
-            options.max_parallel_sandbox_creations = max_parallel_sandbox_creations
+        if max_parallel_runtime_starts is not None:
+            options.max_parallel_runtime_starts = max_parallel_runtime_starts
         try:
             await run_agent(options, _stop_on_signals())
         except (ContainerdError, CRIError, ConfigError) as exc:

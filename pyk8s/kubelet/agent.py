@@ -32,7 +32,7 @@ from pathlib import Path
 import psutil
 
 from ..client import APIClient, ClientConfig, EventRecorder
-from .config import default_parallel_sandbox_creations
+from .config import default_parallel_runtime_starts
 from .eviction import EvictionConfig, EvictionManager, HostStatsProvider
 from .eviction.thresholds import (
     DEFAULT_EVICTION_HARD,
@@ -141,7 +141,7 @@ class AgentOptions:
     eviction: EvictionSettings = field(default_factory=EvictionSettings)
     container_log_max_size: int = DEFAULT_MAX_SIZE_BYTES  # bytes; negative: logs are not rotated
     container_log_max_files: int = DEFAULT_MAX_FILES
-    max_parallel_sandbox_creations: int = field(default_factory=default_parallel_sandbox_creations)
+    max_parallel_runtime_starts: int = field(default_factory=default_parallel_runtime_starts)
 
     def __post_init__(self) -> None:
         self.node_ip = self.node_ip or default_node_ip()
@@ -361,7 +361,7 @@ class Agent:
                                pod_cidr=self.pod_cidr, node_ips=[opts.node_ip],
                                container_log_max_size=opts.container_log_max_size,
                                container_log_max_files=opts.container_log_max_files,
-                               max_parallel_sandbox_creations=opts.max_parallel_sandbox_creations)
+                               max_parallel_runtime_starts=opts.max_parallel_runtime_starts)
         kubelet = Kubelet(self.client, self.runtime, config, self.volumes, recorder=self.recorder,
                           pressure=self.eviction.conditions, objects=self.objects)
         self.kubelet_server = KubeletServer(self.client, self.runtime, self.paths, opts.node_name, cert_file,

@@ -22,9 +22,8 @@ def host_memory_bytes(meminfo: Path = Path("/proc/meminfo")) -> int:
     return 0
 
 
-def default_parallel_sandbox_creations() -> int:
-    """One more than the CPUs: creating a sandbox (pause container, network) is CPU-bound work of the runtime's,
-    so more at once only share the CPUs."""
+def default_parallel_runtime_starts() -> int:
+    """One more than the CPUs: the runtime's start work is CPU-bound, so more in flight only share the CPUs."""
     return (os.cpu_count() or 1) + 1
 
 
@@ -49,10 +48,9 @@ class KubeletConfig:
     # Runtimes that cannot lower oom_score_adj (no CAP_SYS_RESOURCE, containerd's restrict_oom_score_adj) get
     # negative scores (Guaranteed pods: -997) raised to 0 instead of failing the container.
     restrict_oom_score_adj: bool = True
-    # RunPodSandbox calls in flight at once (0: no limit). pyk8s's own, not upstream's: under a burst of new pods, a
-    # few sandboxes at a time (and the containers of pods that have one, unlimited) finish sooner than all of them
-    # sharing the CPUs.
-    max_parallel_sandbox_creations: int = field(default_factory=default_parallel_sandbox_creations)
+    # RunPodSandbox and StartContainer calls in flight at once (0: no limit). pyk8s's own, not upstream's: under a
+    # burst of new pods, a few starts at a time finish sooner than all of them sharing the CPUs.
+    max_parallel_runtime_starts: int = field(default_factory=default_parallel_runtime_starts)
     # Container log rotation (--container-log-max-size in bytes, negative: none; --container-log-max-files).
     container_log_max_size: int = DEFAULT_MAX_SIZE_BYTES
     container_log_max_files: int = DEFAULT_MAX_FILES

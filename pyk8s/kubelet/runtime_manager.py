@@ -141,9 +141,9 @@ class RuntimeManager:
         self.wall = wall
         self.runtime_name = "containerd"
         self.crash_backoff = Backoff()
-        # A few sandboxes created at a time; see KubeletConfig.
-        limit = config.max_parallel_sandbox_creations
-        self._sandbox_slots: contextlib.AbstractAsyncContextManager = (
+        # The CPU-heavy runtime calls (RunPodSandbox, StartContainer) a few at a time; see KubeletConfig.
+        limit = config.max_parallel_runtime_starts
+        self._start_slots: contextlib.AbstractAsyncContextManager = (
             asyncio.Semaphore(limit) if limit > 0 else contextlib.nullcontext())
 
     async def start(self) -> None:
@@ -306,7 +306,7 @@ class RuntimeManager:
     async def _create_sandbox(self, pod: dict, config: pb.PodSandboxConfig) -> str:
         _, _, uid = cri_config.pod_meta(pod)
         Path(config.log_directory).mkdir(parents=True, exist_ok=True)
-        async with self._sandbox_slots:
+        async with self._start_slots:
             sandbox_id = await self.runtime.run_pod_sandbox(config, self.config.runtime_handler)
         try:
             network = (await self.runtime.pod_sandbox_status(sandbox_id)).status.network
@@ -460,7 +460,8 @@ class RuntimeManager:
             return Waiting("CreateContainerError", exc.details)
         self._event(pod, NORMAL, "Created", f"Created container: {name}", name)
         try:
-            await asyncio.shield(self.runtime.start_container(container_id))
+            async with self._start_slots:
+                await asyncio.shield(self.runtime.start_container(container_id))
         except CRIError as exc:
             self._event(pod, WARNING, "Failed", f"Error: {exc.details}", name)
             result.retry_in(10.0)

@@ -199,24 +199,31 @@ async def test_removed_instance_takes_its_logs(tmp_path: Path) -> None:
         "2.log", "2.log.20261127-010100.gz", "2.log.20261127-010203"]
 
 
-class SlowSandboxesCRI(FakeCRI):
-    """Sandboxes that take a while to create: records how many were in flight at once."""
+class SlowStartsCRI(FakeCRI):
+    """Sandboxes and container starts that take a while: records how many were in flight at once."""
 
     def __init__(self) -> None:
         super().__init__()
         self.in_flight = self.most_in_flight = 0
 
-    async def run_pod_sandbox(self, config, handler=""):
+    async def _slow(self) -> None:
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         await asyncio.sleep(0.05)
         self.in_flight -= 1
+
+    async def run_pod_sandbox(self, config, handler=""):
+        await self._slow()
         return await super().run_pod_sandbox(config, handler)
+
+    async def start_container(self, container_id):
+        await self._slow()
+        await super().start_container(container_id)
 
 
 @pytest.mark.parametrize(("limit", "most"), [(2, 2), (0, 6)])
-async def test_sandbox_creations_in_flight_are_limited(tmp_path: Path, limit: int, most: int) -> None:
-    manager, cri, _ = make_manager(tmp_path, SlowSandboxesCRI(), max_parallel_sandbox_creations=limit)
+async def test_runtime_starts_in_flight_are_limited(tmp_path: Path, limit: int, most: int) -> None:
+    manager, cri, _ = make_manager(tmp_path, SlowStartsCRI(), max_parallel_runtime_starts=limit)
     pods = []
     for i in range(6):
         pod = make_pod()
