@@ -126,16 +126,22 @@ async def containerd_node(node_netns: str, tmp_path: Path) -> AsyncIterator[Node
         yield node
     finally:
         try:
-            # Whatever a failed test left behind: sandboxes take their containers and netns with them.
-            for sandbox in await cri.list_pod_sandbox():
-                await cri.stop_pod_sandbox(sandbox.id)
-                await cri.remove_pod_sandbox(sandbox.id)
-        except CRIError:
-            pass
+            await remove_all_sandboxes(cri)  # whatever a failed test left behind
         finally:
             await cri.close()
             await containerd.stop()
             _remove_cgroup_tree(node.cgroup_parent)
+
+
+async def remove_all_sandboxes(cri: CRIClient) -> None:
+    """Stop and remove every sandbox the runtime has: their containers and pod network namespaces go with them. A
+    runtime that no longer answers is left as it is."""
+    try:
+        for sandbox in await cri.list_pod_sandbox():
+            await cri.stop_pod_sandbox(sandbox.id)
+            await cri.remove_pod_sandbox(sandbox.id)
+    except CRIError:
+        pass
 
 
 # ---- a whole cluster inside the test's network namespace ------------------------------------------------
@@ -385,11 +391,7 @@ class NetnsCluster:
             return
         cri = CRIClient(f"unix://{socket_path}", timeout=30)
         try:
-            for sandbox in await cri.list_pod_sandbox():
-                await cri.stop_pod_sandbox(sandbox.id)
-                await cri.remove_pod_sandbox(sandbox.id)
-        except CRIError:
-            pass
+            await remove_all_sandboxes(cri)
         finally:
             await cri.close()
 

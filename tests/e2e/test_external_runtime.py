@@ -14,7 +14,7 @@ from pyk8s.kubelet.runtime.cri import pb
 from pyk8s.kubelet.runtime.images import import_archive
 from pyk8s.kubelet.runtime.oci import build_oci_archive, busybox_image
 
-from conftest import NetnsCluster, Node, eventually_async, running_cluster
+from conftest import NetnsCluster, Node, eventually_async, remove_all_sandboxes, running_cluster
 
 IMAGE = "pyk8s.local/busybox-external:1.0"
 
@@ -36,9 +36,7 @@ async def test_agent_runs_pods_on_an_existing_runtime(containerd_node: Node, tmp
             await _run_pod_and_stop_agent(cluster, containerd_node)
         finally:
             # The cluster's teardown knows only its own containerd: this runtime's pods go first.
-            for sandbox in await containerd_node.cri.list_pod_sandbox():
-                await containerd_node.cri.stop_pod_sandbox(sandbox.id)
-                await containerd_node.cri.remove_pod_sandbox(sandbox.id)
+            await remove_all_sandboxes(containerd_node.cri)
 
 
 async def _run_pod_and_stop_agent(cluster: NetnsCluster, containerd_node: Node) -> None:

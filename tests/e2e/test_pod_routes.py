@@ -32,7 +32,7 @@ from pyk8s.kubelet.runtime.cri import CRIClient, CRIError, pb
 from pyk8s.kubelet.runtime.images import import_archive
 from pyk8s.kubelet.runtime.oci import build_oci_archive, busybox_image
 
-from conftest import _remove_cgroup_tree, eventually_async
+from conftest import _remove_cgroup_tree, eventually_async, remove_all_sandboxes
 
 CLUSTER_CIDR = "10.42.0.0/16"
 LAN_PREFIX = "192.168.250"
@@ -277,11 +277,7 @@ async def runtime_nodes(bare_lan: Lan, tmp_path: Path) -> AsyncIterator[list[Run
     finally:
         for runtime in started:
             try:
-                for sandbox in await runtime.cri.list_pod_sandbox():
-                    await runtime.cri.stop_pod_sandbox(sandbox.id)
-                    await runtime.cri.remove_pod_sandbox(sandbox.id)
-            except CRIError:
-                pass
+                await remove_all_sandboxes(runtime.cri)
             finally:
                 await runtime.cri.close()
                 await runtime.containerd.stop()

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from pyk8s.kubelet.routes import ROUTE_PROTO
-from pyk8s.kubelet.runtime.cri import CRIClient, CRIError
+from pyk8s.kubelet.runtime.cri import CRIClient
 from pyk8s.kubelet.runtime.oci import build_oci_archive, busybox_image
 
 from conftest import (
@@ -30,6 +30,7 @@ from conftest import (
     _remove_cgroup_tree,
     eventually_async,
     processes_in_netns,
+    remove_all_sandboxes,
 )
 
 SERVER_IP, WORKER_IP = "10.254.1.1", "10.254.1.2"
@@ -139,11 +140,7 @@ async def test_pods_on_two_agents_reach_each_other_by_pod_ip(node_netns: str, pe
         if worker_socket.exists():
             cri = CRIClient(f"unix://{worker_socket}", timeout=30)
             try:
-                for sandbox in await cri.list_pod_sandbox():
-                    await cri.stop_pod_sandbox(sandbox.id)
-                    await cri.remove_pod_sandbox(sandbox.id)
-            except CRIError:
-                pass
+                await remove_all_sandboxes(cri)
             finally:
                 await cri.close()
         if agent is not None:
