@@ -273,9 +273,16 @@ async def test_informer_relists_after_server_restart(tmp_path):
                 await client.delete("configmaps", "old", "watched")
                 await client.create(configmap("new", "watched", v="1"))
                 await client.patch("configmaps", "keep", {"data": {"v": "2"}}, "watched")
-                await eventually(lambda: sorted(informer.keys()) == ["watched/keep", "watched/new"]
-                                 and informer.get("watched/keep")["data"]["v"] == "2", timeout=30,
-                                 what="the informer to catch up after the restart")
+                try:
+                    await eventually(lambda: sorted(informer.keys()) == ["watched/keep", "watched/new"]
+                                     and informer.get("watched/keep")["data"]["v"] == "2", timeout=30,
+                                     what="the informer to catch up after the restart")
+                except AssertionError as failed:
+                    # Seen once in CI (2026-11-27) and not reproduced: say where the informer stood.
+                    raise AssertionError(
+                        f"{failed}: keys {sorted(informer.keys())}, lists {informer.list_count}, last resourceVersion "
+                        f"{informer.last_sync_resource_version} (seen before the restart: {seen_rv}), events {log}\n"
+                        f"{cluster.log_path.read_text()[-3000:]}") from None
                 assert informer.list_count >= 2, "the informer relisted"
                 assert int(informer.last_sync_resource_version) > int(seen_rv)
                 # Seen by the watch, or (deleted while we were away) as a tombstone from the relist.
