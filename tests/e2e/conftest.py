@@ -247,19 +247,21 @@ def processes_in_netns(netns: str) -> list[int]:
     return pids
 
 
-def find_containerd_pid(data_dir: Path) -> int | None:
-    """The containerd whose config is under `data_dir` (the one a node agent started), if running."""
-    config = str(data_dir / "containerd" / "config.toml")
+def process_argvs() -> Iterator[tuple[int, list[bytes]]]:
+    """(PID, argv) of every process that is still there when read."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            yield int(entry.name), (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if argv and argv[0].endswith(b"containerd") and config.encode() in argv:
-            return int(entry.name)
-    return None
+
+
+def find_containerd_pid(data_dir: Path) -> int | None:
+    """The containerd whose config is under `data_dir` (the one a node agent started), if running."""
+    config = str(data_dir / "containerd" / "config.toml").encode()
+    return next((pid for pid, argv in process_argvs() if argv[0].endswith(b"containerd") and config in argv), None)
 
 
 @dataclass

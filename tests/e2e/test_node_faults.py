@@ -37,7 +37,15 @@ from pyk8s.kubelet.runtime.oci import build_oci_archive, busybox_image
 from pyk8s.kubelet.runtime_state import POD_UID_LABEL
 from pyk8s.kubelet.volumes.mounts import mount_points_under
 
-from conftest import CGROUP_ROOT, NetnsCluster, _ip, _remove_cgroup_tree, eventually_async, find_containerd_pid
+from conftest import (
+    CGROUP_ROOT,
+    NetnsCluster,
+    _ip,
+    _remove_cgroup_tree,
+    eventually_async,
+    find_containerd_pid,
+    process_argvs,
+)
 
 IMAGE = "pyk8s.local/busybox-faults:1.0"
 NETNS_DIR = Path("/var/run/netns")
@@ -160,17 +168,8 @@ def containerd_state_dir(c: NetnsCluster) -> Path:
 def shim_pids(c: NetnsCluster) -> set[int]:
     """The shims of the node's containerd: each is started with `-address <that containerd's socket>`."""
     socket = str(c.agent_dir / "containerd" / "containerd.sock").encode()
-    pids = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if any(flag == b"-address" and value == socket for flag, value in zip(argv, argv[1:], strict=False)):
-            pids.add(int(entry.name))
-    return pids
+    return {pid for pid, argv in process_argvs()
+            if any(flag == b"-address" and value == socket for flag, value in zip(argv, argv[1:], strict=False))}
 
 
 def cgroup_pids(relative: str) -> set[int]:

@@ -9,6 +9,7 @@ import base64
 import secrets
 
 import pytest
+from test_kubelet_volumes import _eventually
 
 from pyk8s.client import APIClient, APIStatusError, ClientConfig, is_not_found
 from pyk8s.kubelet.object_cache import ObjectCache
@@ -17,18 +18,6 @@ from pyk8s.server.pki import PKI
 from conftest import Cluster
 
 NODE = "cache-node"
-
-
-async def _eventually(check, timeout: float = 60, interval: float = 0.1):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    last = None
-    while loop.time() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(interval)
-    raise AssertionError(f"condition not met in {timeout}s; last result: {last!r}")
 
 
 class CountingClient(APIClient):
