@@ -37,6 +37,7 @@ from ..client import (
     RequeueAfter,
     SharedInformerFactory,
     WorkQueue,
+    is_conflict,
     is_not_found,
     object_key,
     split_key,
@@ -60,6 +61,8 @@ DEFAULT_NODE_MONITOR_PERIOD = 5.0
 DEFAULT_NODE_MONITOR_GRACE_PERIOD = 40.0
 # How often the zone queues are offered to their rate limiters (upstream nodeEvictionPeriod).
 NODE_EVICTION_PERIOD = 0.1
+# Tries of one NoExecute taint update that meets conflicts (upstream's UpdateTaintBackoff steps).
+TAINT_UPDATE_ATTEMPTS = 5
 
 NO_SCHEDULE = "NoSchedule"
 NO_EXECUTE = "NoExecute"
@@ -260,6 +263,16 @@ def pod_not_ready_patch(pod: Mapping, now: float) -> dict | None:
 # ---- the controller -------------------------------------------------------------------------
 
 
+async def fetch_node(client: APIClient, name: str) -> dict | None:
+    """The node as the API has it now; None when it is gone."""
+    try:
+        return await client.get("nodes", name)
+    except APIStatusError as exc:
+        if is_not_found(exc):
+            return None
+        raise
+
+
 def _node_of(pod: Mapping) -> list[str]:
     node = (pod.get("spec") or {}).get("nodeName")
     return [node] if node else []
@@ -382,25 +395,33 @@ class NodeLifecycleController:
 
     async def _taint_no_execute(self, name: str) -> bool:
         """Put the NoExecute readiness taint on a node its zone's limiter let through; True when the
-        node needs nothing more (tainted, Ready again or gone)."""
+        node needs nothing more (tainted, Ready again or gone). A conflict is retried at once on the
+        node read fresh from the API (upstream's taint update retries on conflict), so the limiter's
+        token is not spent on a stale cache."""
         node = self.nodes.get(name)
-        if node is None or ready_status(node) == "True":
-            return True
-        taints = reconcile_taints((node.get("spec") or {}).get("taints") or [], wanted_taints(node), self.wall())
-        if taints is None:
-            return True
-        updated = copy.deepcopy(node)
-        updated.setdefault("spec", {})["taints"] = taints
-        try:
-            await self.client.update(updated)
-        except APIStatusError as exc:
-            if is_not_found(exc):
+        for attempt in range(TAINT_UPDATE_ATTEMPTS):
+            if node is None or ready_status(node) == "True":
                 return True
-            log.info("node lifecycle: tainting node %s failed (%s); it stays queued", name, exc)
-            return False
-        log.info("node lifecycle: node %s tainted NoExecute (%s)", name,
-                 TAINT_UNREACHABLE if ready_status(node) == "Unknown" else TAINT_NOT_READY)
-        return True
+            taints = reconcile_taints((node.get("spec") or {}).get("taints") or [], wanted_taints(node),
+                                      self.wall())
+            if taints is None:
+                return True
+            updated = copy.deepcopy(node)
+            updated.setdefault("spec", {})["taints"] = taints
+            try:
+                await self.client.update(updated)
+            except APIStatusError as exc:
+                if is_not_found(exc):
+                    return True
+                if not is_conflict(exc) or attempt == TAINT_UPDATE_ATTEMPTS - 1:
+                    log.info("node lifecycle: tainting node %s failed (%s); it stays queued", name, exc)
+                    return False
+                node = await fetch_node(self.client, name)
+                continue
+            log.info("node lifecycle: node %s tainted NoExecute (%s)", name,
+                     TAINT_UNREACHABLE if ready_status(node) == "Unknown" else TAINT_NOT_READY)
+            return True
+        return False
 
     def _no_execute_now(self, node: dict) -> bool:
         """Whether the node's NoExecute readiness taint may be on now (upstream processTaintBaseEviction):

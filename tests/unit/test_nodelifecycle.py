@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from pyk8s.client import SharedInformerFactory
+from pyk8s.client import APIStatusError, SharedInformerFactory
 from pyk8s.client.workqueue import FakeClock
 from pyk8s.controllers.nodeipam import CIDRFull, CIDRSet
 from pyk8s.controllers.nodelifecycle import (
@@ -300,6 +300,44 @@ async def test_no_execute_taints_are_paced_per_zone():
     clock.step(5)
     await controller.tainting_pass()
     assert _no_execute(api, "d1") == [TAINT_UNREACHABLE]
+
+
+class _ConflictingAPI(_FakeAPI):
+    """Refuses the first `conflicts` node updates with 409 (another writer got there first) and serves
+    the node as the server has it."""
+
+    def __init__(self, conflicts: int, fresh: dict):
+        super().__init__()
+        self.conflicts = conflicts
+        self.fresh = fresh
+        self.gets = 0
+
+    async def update(self, obj: dict, **kwargs) -> dict:
+        if self.conflicts:
+            self.conflicts -= 1
+            raise APIStatusError({"kind": "Status", "code": 409, "reason": "Conflict",
+                                       "message": "the object has been modified"})
+        return await super().update(obj, **kwargs)
+
+    async def get(self, resource: str, name: str, *_args, **_kwargs) -> dict:
+        self.gets += 1
+        return self.fresh
+
+
+async def test_a_conflicting_no_execute_taint_is_retried_on_the_fresh_node_within_one_token():
+    clock = FakeClock(0.0)
+    cached = _named("d0", "Unknown")
+    fresh = _named("d0", "Unknown", taints=[{"key": TAINT_UNREACHABLE, "effect": "NoSchedule",
+                                             "timeAdded": rfc3339(T0)}])
+    controller, _ = _controller([cached, _named("up1", "True"), _named("up2", "True")], clock)
+    api = _ConflictingAPI(conflicts=2, fresh=fresh)
+    controller.client = api  # type: ignore[assignment]
+    controller.observe_zones()
+    controller.zones.tainters[zone_key(cached)].add("d0")
+    await controller.tainting_pass()
+    assert api.gets == 2 and _no_execute(api, "d0") == [TAINT_UNREACHABLE]
+    assert {t["effect"] for t in api.updates[-1]["spec"]["taints"]} == {"NoSchedule", "NoExecute"}
+    assert not controller.zones.tainters[zone_key(cached)].queue
 
 
 async def test_cluster_wide_disruption_takes_no_execute_taints_off():
