@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
 import pytest
 import yaml
 
@@ -135,13 +136,33 @@ async def containerd_node(node_netns: str, tmp_path: Path) -> AsyncIterator[Node
 
 async def remove_all_sandboxes(cri: CRIClient) -> None:
     """Stop and remove every sandbox the runtime has: their containers and pod network namespaces go with them. A
-    runtime that no longer answers is left as it is."""
+    sandbox that fails to stop is still removed (that stops it too), and one that fails both does not keep the
+    others; a runtime that no longer answers is left as it is."""
     try:
-        for sandbox in await cri.list_pod_sandbox():
-            await cri.stop_pod_sandbox(sandbox.id)
-            await cri.remove_pod_sandbox(sandbox.id)
+        sandboxes = await cri.list_pod_sandbox()
     except CRIError:
-        pass
+        return
+    for sandbox in sandboxes:
+        for call in (cri.stop_pod_sandbox, cri.remove_pod_sandbox):
+            try:
+                await call(sandbox.id)
+            except CRIError as exc:
+                if exc.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    return
+
+
+async def freeze_and_remove_sandboxes(agent_pid: int | None, cri: CRIClient) -> None:
+    """Freeze the agent (SIGSTOP), remove every sandbox of its runtime, then SIGKILL the frozen agent: a live
+    kubelet would only start the removed sandboxes again while its pods still exist."""
+    if agent_pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(agent_pid, signal.SIGSTOP)
+    try:
+        await remove_all_sandboxes(cri)
+    finally:
+        if agent_pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(agent_pid, signal.SIGKILL)
 
 
 # ---- a whole cluster inside the test's network namespace ------------------------------------------------
@@ -182,6 +203,7 @@ class NetnsForwarder:
         self._sockets: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._closed = False
+        self.connect_failures: list[str] = []  # shown by failed kubectl calls: the test's view of the server
         self._acceptor = threading.Thread(target=self._accept_loop, name="netns-forwarder", daemon=True)
         self._acceptor.start()
 
@@ -201,7 +223,8 @@ class NetnsForwarder:
     def _serve(self, client: socket.socket) -> None:
         try:
             upstream = self._connector.submit(socket.create_connection, self.target, 10).result()
-        except (OSError, RuntimeError):
+        except (OSError, RuntimeError) as exc:
+            self.connect_failures.append(f"{time.strftime('%H:%M:%S')} connecting to {self.target}: {exc!r}")
             client.close()
             return
         self._track(upstream)
@@ -342,8 +365,11 @@ class NetnsCluster:
                *args]
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input)
         if check and result.returncode != 0:
+            unreachable = ""
+            if "Unable to connect" in result.stderr and self.forwarder is not None:
+                unreachable = f"forwarder: {self.forwarder.connect_failures[-5:]}\n{self.server_log()}"
             raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n"
-                                 f"{result.stderr}")
+                                 f"{result.stderr}{unreachable}")
         return result
 
     def kubectl_json(self, *args: str) -> dict:
@@ -387,13 +413,18 @@ class NetnsCluster:
         return process.wait(timeout=30)
 
     async def remove_pods_from_runtime(self) -> None:
-        """Stop and remove every sandbox the node's containerd still has (its containers go with them)."""
+        """Freeze the agent, stop and remove every sandbox the node's containerd still has (its containers go with
+        them) and kill the agent: the server's SIGTERM (`stop`) must follow within its 1 s restart backoff."""
+        agent = self.agent_pid()
         socket_path = self.agent_dir / "containerd" / "containerd.sock"
         if not socket_path.exists():
+            if agent is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(agent, signal.SIGKILL)
             return
         cri = CRIClient(f"unix://{socket_path}", timeout=30)
         try:
-            await remove_all_sandboxes(cri)
+            await freeze_and_remove_sandboxes(agent, cri)
         finally:
             await cri.close()
 
@@ -428,13 +459,7 @@ async def running_cluster(node_netns: str, extra_args: tuple[str, ...] = ()) -> 
         await asyncio.to_thread(cluster.start, extra_args)
         yield cluster
     finally:
-        # Freeze the kubelet first: removing sandboxes under a live kubelet only makes it start them again.
-        agent = cluster.agent_pid()
-        if agent is not None:
-            os.kill(agent, signal.SIGSTOP)
         await cluster.remove_pods_from_runtime()
-        if agent is not None:
-            os.kill(agent, signal.SIGKILL)  # the server's SIGTERM follows within its 1 s restart backoff
         await asyncio.to_thread(cluster.stop)
         for pid in processes_in_netns(node_netns):
             try:

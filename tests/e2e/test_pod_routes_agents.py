@@ -29,8 +29,8 @@ from conftest import (
     _ip,
     _remove_cgroup_tree,
     eventually_async,
+    freeze_and_remove_sandboxes,
     processes_in_netns,
-    remove_all_sandboxes,
 )
 
 SERVER_IP, WORKER_IP = "10.254.1.1", "10.254.1.2"
@@ -135,22 +135,20 @@ async def test_pods_on_two_agents_reach_each_other_by_pod_ip(node_netns: str, pe
         assert await eventually_async(lambda: fetch("pod-a", ips["pod-b"]), timeout=60) == ips["pod-a"]
         assert await eventually_async(lambda: fetch("pod-b", ips["pod-a"]), timeout=60) == ips["pod-b"]
     finally:
-        # The worker's pods first, while its containerd still runs: sandboxes take containers and netns along.
+        # The worker's pods first, while its containerd still runs: sandboxes take containers and netns along. Its
+        # agent is frozen meanwhile, then killed (its containerd dies with the namespace's processes below).
         worker_socket = worker_dir / "containerd" / "containerd.sock"
+        worker_pid = agent.pid if agent is not None and agent.poll() is None else None
         if worker_socket.exists():
             cri = CRIClient(f"unix://{worker_socket}", timeout=30)
             try:
-                await remove_all_sandboxes(cri)
+                await freeze_and_remove_sandboxes(worker_pid, cri)
             finally:
                 await cri.close()
+        elif agent is not None and worker_pid is not None:
+            agent.kill()
         if agent is not None:
-            if agent.poll() is None:
-                agent.send_signal(signal.SIGTERM)
-                try:
-                    agent.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    agent.kill()
-                    agent.wait(timeout=30)
+            agent.wait(timeout=30)
         await cluster.remove_pods_from_runtime()
         await asyncio.to_thread(cluster.stop)
         for netns in (node_netns, peer_netns):
