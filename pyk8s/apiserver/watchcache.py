@@ -24,7 +24,12 @@ from ..store import CompactedError, Event, Store, WatchOverflowError
 
 log = logging.getLogger("pyk8s.apiserver.watchcache")
 
-HISTORY_LIMIT = 10_000  # events kept per resource for watches that resume from a resourceVersion
+# Events kept per resource for watches that resume from a resourceVersion. Like upstream's watch cache, the
+# history holds about the last 75 s (a minute's bookmark plus a margin) and never fewer than the 100 newest
+# events; HISTORY_LIMIT bounds a burst (an event costs about 25 KB for a pod).
+HISTORY_FRESH_SECONDS = 75.0
+HISTORY_MIN = 100
+HISTORY_LIMIT = 10_000
 WATCHER_QUEUE = 1_000  # events buffered per watcher before it is considered too slow
 
 
@@ -179,10 +184,18 @@ class ResourceCache:
         if len(self.history) == self.history.maxlen:
             self.oldest_rv = self.history[0].rv
         self.history.append(cache_event)
+        self._forget_stale(cache_event.received)
         for watcher in tuple(self.watchers):
             watcher.offer(cache_event)
             if watcher.closed:
                 self.watchers.discard(watcher)
+
+    def _forget_stale(self, now: float) -> None:
+        """Drop events older than HISTORY_FRESH_SECONDS beyond the HISTORY_MIN newest: a watch resuming from
+        before them gets 410 Gone and relists, as upstream."""
+        history = self.history
+        while len(history) > HISTORY_MIN and now - history[0].received > HISTORY_FRESH_SECONDS:
+            self.oldest_rv = history.popleft().rv
 
     def load(self, key: str, obj: dict, rv: int) -> None:
         obj.setdefault("metadata", {})["resourceVersion"] = str(rv)

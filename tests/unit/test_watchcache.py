@@ -1,10 +1,11 @@
-"""Watch cache semantics: selector enter/leave translation, encode-once frames, slow watchers."""
+"""Watch cache semantics: selector enter/leave translation, encode-once frames, slow watchers, history bounds."""
 
 import orjson
+import pytest
 
 from pyk8s.api.kinds import REGISTRY
-from pyk8s.apiserver.watchcache import WATCHER_QUEUE, ResourceCache, Watcher
-from pyk8s.store import Event, KeyValue
+from pyk8s.apiserver.watchcache import HISTORY_FRESH_SECONDS, HISTORY_MIN, WATCHER_QUEUE, ResourceCache, Watcher
+from pyk8s.store import CompactedError, Event, KeyValue
 
 PODS = REGISTRY.lookup("", "v1", "pods")
 
@@ -91,3 +92,26 @@ def test_slow_watcher_is_dropped_without_blocking_others():
     assert not fast.closed and fast in cache.watchers
     items = _drain(slow)
     assert items[-1] is None  # the reader is woken and ends its stream
+
+
+def test_history_keeps_75_seconds_and_at_least_the_100_newest_events():
+    cache = ResourceCache(PODS)
+    for rv in range(2, 2 + HISTORY_MIN + 50):
+        cache.apply(_event("MODIFIED", _kv("a", {}, rv, 2)))
+    assert len(cache.history) == HISTORY_MIN + 50 and cache.oldest_rv == 0
+    # The 60 oldest events are made stale; the next event drops them, but only down to HISTORY_MIN events.
+    for event in list(cache.history)[:60]:
+        event.received -= HISTORY_FRESH_SECONDS + 1
+    cache.apply(_event("MODIFIED", _kv("a", {}, 2 + HISTORY_MIN + 50, 2)))
+    assert len(cache.history) == HISTORY_MIN
+    assert cache.oldest_rv == 52 and cache.history[0].rv == 53
+    assert [e.rv for e in cache.events_since(52)] == list(range(53, 3 + HISTORY_MIN + 50))
+    with pytest.raises(CompactedError):
+        cache.events_since(51)  # a watch from there gets 410 Gone
+
+
+def test_history_keeps_fresh_events_beyond_the_minimum():
+    cache = ResourceCache(PODS)
+    for rv in range(2, 2 + 3 * HISTORY_MIN):
+        cache.apply(_event("MODIFIED", _kv("a", {}, rv, 2)))
+    assert len(cache.history) == 3 * HISTORY_MIN and cache.events_since(1)[0].rv == 2
