@@ -31,6 +31,7 @@ from typing import Any
 
 from ..client import (
     APIClient,
+    APIConnectionError,
     APIStatusError,
     Controller,
     DeletedFinalStateUnknown,
@@ -395,32 +396,34 @@ class NodeLifecycleController:
 
     async def _taint_no_execute(self, name: str) -> bool:
         """Put the NoExecute readiness taint on a node its zone's limiter let through; True when the
-        node needs nothing more (tainted, Ready again or gone). A conflict is retried at once on the
-        node read fresh from the API (upstream's taint update retries on conflict), so the limiter's
-        token is not spent on a stale cache."""
+        node needs nothing more (tainted, Ready again or gone), False when it stays queued. A conflict
+        is retried at once on the node read fresh from the API (upstream's taint update retries on
+        conflict), so the limiter's token is not spent on a stale cache."""
         node = self.nodes.get(name)
-        for attempt in range(TAINT_UPDATE_ATTEMPTS):
-            if node is None or ready_status(node) == "True":
-                return True
-            taints = reconcile_taints((node.get("spec") or {}).get("taints") or [], wanted_taints(node),
-                                      self.wall())
-            if taints is None:
-                return True
-            updated = copy.deepcopy(node)
-            updated.setdefault("spec", {})["taints"] = taints
-            try:
-                await self.client.update(updated)
-            except APIStatusError as exc:
-                if is_not_found(exc):
+        try:
+            for attempt in range(TAINT_UPDATE_ATTEMPTS):
+                if node is None or ready_status(node) == "True":
                     return True
-                if not is_conflict(exc) or attempt == TAINT_UPDATE_ATTEMPTS - 1:
-                    log.info("node lifecycle: tainting node %s failed (%s); it stays queued", name, exc)
-                    return False
-                node = await fetch_node(self.client, name)
-                continue
-            log.info("node lifecycle: node %s tainted NoExecute (%s)", name,
-                     TAINT_UNREACHABLE if ready_status(node) == "Unknown" else TAINT_NOT_READY)
-            return True
+                taints = reconcile_taints((node.get("spec") or {}).get("taints") or [], wanted_taints(node),
+                                          self.wall())
+                if taints is None:
+                    return True
+                updated = copy.deepcopy(node)
+                updated.setdefault("spec", {})["taints"] = taints
+                try:
+                    await self.client.update(updated)
+                except APIStatusError as exc:
+                    if is_not_found(exc):
+                        return True
+                    if not is_conflict(exc) or attempt == TAINT_UPDATE_ATTEMPTS - 1:
+                        raise
+                    node = await fetch_node(self.client, name)
+                    continue
+                log.info("node lifecycle: node %s tainted NoExecute (%s)", name,
+                         TAINT_UNREACHABLE if ready_status(node) == "Unknown" else TAINT_NOT_READY)
+                return True
+        except (APIStatusError, APIConnectionError) as exc:
+            log.info("node lifecycle: tainting node %s failed (%s); it stays queued", name, exc)
         return False
 
     def _no_execute_now(self, node: dict) -> bool:

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from pyk8s.client import APIStatusError, SharedInformerFactory
+from pyk8s.client import APIConnectionError, APIStatusError, SharedInformerFactory
 from pyk8s.client.workqueue import FakeClock
 from pyk8s.controllers.nodeipam import CIDRFull, CIDRSet
 from pyk8s.controllers.nodelifecycle import (
@@ -338,6 +338,23 @@ async def test_a_conflicting_no_execute_taint_is_retried_on_the_fresh_node_withi
     assert api.gets == 2 and _no_execute(api, "d0") == [TAINT_UNREACHABLE]
     assert {t["effect"] for t in api.updates[-1]["spec"]["taints"]} == {"NoSchedule", "NoExecute"}
     assert not controller.zones.tainters[zone_key(cached)].queue
+
+
+async def test_a_taint_that_cannot_be_written_stays_queued():
+    clock = FakeClock(0.0)
+    cached = _named("d0", "Unknown")
+    controller, _ = _controller([cached, _named("up1", "True"), _named("up2", "True")], clock)
+    api = _ConflictingAPI(conflicts=1, fresh=cached)
+
+    async def unreachable(*_args, **_kwargs) -> dict:
+        raise APIConnectionError("GET /api/v1/nodes/d0: connection refused")
+
+    api.get = unreachable  # type: ignore[method-assign]
+    controller.client = api  # type: ignore[assignment]
+    controller.observe_zones()
+    controller.zones.tainters[zone_key(cached)].add("d0")
+    await controller.tainting_pass()
+    assert api.updates == [] and list(controller.zones.tainters[zone_key(cached)].queue) == ["d0"]
 
 
 async def test_cluster_wide_disruption_takes_no_execute_taints_off():
